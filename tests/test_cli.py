@@ -1,0 +1,50 @@
+import json
+import subprocess
+import sys
+
+from jedi_core.__main__ import main
+
+
+def _run(*args):
+    return subprocess.run([sys.executable, "-m", "jedi_core", *args], capture_output=True, text=True, timeout=120)
+
+
+def test_help_lists_the_commands():
+    result = _run("--help")
+    assert result.returncode == 0
+    for command in ("report", "games", "config"):
+        assert command in result.stdout
+
+
+def test_games_lists_26_games_with_action_counts(capsys):
+    assert main(["games"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 27  # header + 26 games
+    breakout = next(line for line in lines if line.startswith("Breakout"))
+    assert breakout.split()[1] == "4" and "agent-optimal" in breakout
+
+
+def test_config_prints_overrides_and_rejects_bad_keys(capsys):
+    assert main(["config", "--preset", "smoke", "env.game=Pong", "seed=3"]) == 0
+    out = capsys.readouterr().out
+    assert "env.game = 'Pong'" in out and "seed = 3" in out and "preset = 'smoke'" in out
+    assert main(["config", "env.gmae=Pong"]) == 2
+    assert "did you mean 'game'" in capsys.readouterr().err
+
+
+def test_report_end_to_end_in_a_subprocess(tmp_path):
+    runs = tmp_path / "runs"
+    for seed in range(2):
+        for game, returns in (("Pong", [10.0, 12.0]), ("Breakout", [30.0, 40.0])):
+            run = runs / f"{game}_{seed}"
+            run.mkdir(parents=True)
+            (run / "final_scores.json").write_text(json.dumps(
+                {"method": "JEDI", "game": game, "seed": seed, "episode_returns": returns, "env_steps": 100_000}))
+    result = _run("report", str(runs), "--out", str(tmp_path / "out"), "--bootstrap", "200")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "out/report.md").is_file() and (tmp_path / "out/report.png").is_file()
+
+
+def test_report_without_runs_fails_cleanly(tmp_path):
+    result = _run("report", str(tmp_path))
+    assert result.returncode == 2 and "error:" in result.stderr and "Traceback" not in result.stderr

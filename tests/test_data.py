@@ -1,0 +1,185 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from jedi_core.data import (
+    REPLAY_INDEX,
+    Batch,
+    Episode,
+    ReplayBuffer,
+    ReplayFileError,
+    frames_to_float,
+    recency_weights,
+)
+
+
+def _frame(value):
+    return np.full((64, 64, 3), value % 256, np.uint8)
+
+
+def _episode(num_steps, first_value=0, finish=True):
+    """Frame t is filled with first_value + t, so a frame says where it came from."""
+    episode = Episode(_frame(first_value), capacity=2)
+    for t in range(num_steps):
+        last = finish and t == num_steps - 1
+        episode.append(action=t % 3, reward=float(t), next_obs=_frame(first_value + t + 1),
+                       terminated=last, life_loss=t == 1)
+    return episode
+
+
+def _buffer(lengths, open_last=False):
+    buffer = ReplayBuffer()
+    for i, length in enumerate(lengths):
+        buffer.add_episode(_episode(length, first_value=10 * i, finish=not (open_last and i == len(lengths) - 1)))
+    return buffer
+
+
+def test_growing_episode_keeps_every_transition():
+    episode = _episode(37, finish=False)
+    assert not episode.finished and episode.num_steps == 37 and len(episode.obs) == 38
+    assert [frame[0, 0, 0] for frame in episode.obs] == list(range(38))
+    episode.append(0, 0.0, _frame(99), truncated=True)
+    assert episode.finished and episode.truncated
+    with pytest.raises(RuntimeError, match="finished"):
+        episode.append(0, 0.0, _frame(0))
+
+
+def test_storage_is_uint8_and_100k_frames_fit_in_1_3_gb():
+    episode = _episode(1000)
+    bytes_per_frame = episode.nbytes / len(episode.obs)
+    assert episode.obs.dtype == np.uint8
+    assert bytes_per_frame * 100_000 < 1.3e9
+
+
+def test_segment_pads_before_the_start_with_a_mask():
+    episode = _episode(10)
+    segment = episode.segment(start=-3, num_steps=5)
+    assert segment.mask_padding.tolist() == [False, False, False, True, True, True]
+    assert segment.obs[:3].max() == 0 and [f[0, 0, 0] for f in segment.obs[3:]] == [0, 1, 2]
+    assert segment.actions.tolist() == [0, 0, 0, 0, 1]
+    assert segment.rewards.tolist() == [0, 0, 0, 0, 1]
+    assert segment.life_loss.tolist() == [False, False, False, False, True]
+
+
+def test_segment_pads_after_the_end_only_when_asked():
+    episode = _episode(4)
+    with pytest.raises(ValueError, match="pad_after"):
+        episode.segment(start=2, num_steps=4)
+    segment = episode.segment(start=2, num_steps=4, pad_after=True)
+    assert segment.mask_padding.tolist() == [True, True, True, False, False]
+    assert segment.terminated.tolist() == [False, True, False, False]
+    with pytest.raises(ValueError, match="holds no step"):
+        episode.segment(start=-6, num_steps=5)
+
+
+def test_batch_masks_ends_and_torch_conversion():
+    batch = Batch.stack([_episode(6).segment(-1, 3), _episode(6).segment(3, 3)])
+    assert batch.obs.shape == (2, 4, 64, 64, 3)
+    assert batch.transition_mask.tolist() == [[False, True, True], [True, True, True]]
+    assert batch.ends.tolist() == [[False, False, True], [False, False, True]]  # life loss at t=1, game over
+    torch_batch = batch.to_torch("cpu")
+    assert torch_batch.obs.shape == (2, 4, 3, 64, 64) and torch_batch.obs.dtype == torch.float32
+    assert torch_batch.obs.min() >= -1 and torch_batch.obs.max() <= 1
+    white = frames_to_float(torch.full((1, 2, 2, 3), 255, dtype=torch.uint8))
+    assert torch.equal(white, torch.ones(1, 3, 2, 2))
+
+
+def test_sampled_windows_end_inside_the_episode_and_pad_only_before():
+    buffer = _buffer([3, 20, 7])
+    batch = buffer.sample(batch_size=256, num_steps=5, rng=np.random.default_rng(0))
+    assert batch.mask_padding[:, -1].all()  # the last frame is always real
+    # Padding, when there is any, is a prefix: once a frame is real, all later ones are.
+    assert (np.diff(batch.mask_padding.astype(int), axis=1) >= 0).all()
+    assert (~batch.mask_padding[:, 0]).any()  # short episodes do need padding
+    padded = buffer.sample(batch_size=256, num_steps=5, rng=np.random.default_rng(0), pad_after=True)
+    assert (~padded.mask_padding[:, -1]).any() and padded.mask_padding.any(axis=1).all()
+
+
+def test_recency_weights_give_the_newest_quarter_its_share():
+    weights = recency_weights([5] * 40)
+    assert weights[30:].sum() == pytest.approx(0.7) and weights[:10].sum() == pytest.approx(0.1)
+    buffer = ReplayBuffer()
+    for index in range(40):  # every reward of episode i is i, so a sampled step names its episode
+        episode = buffer.new_episode(_frame(0))
+        for t in range(5):
+            episode.append(0, float(index), _frame(t), terminated=t == 4)
+    draws = 4000
+    batch = buffer.sample(batch_size=draws, num_steps=1, rng=np.random.default_rng(1))
+    share = (batch.rewards[:, 0] >= 30).mean()
+    assert abs(share - 0.7) < 4 * np.sqrt(0.7 * 0.3 / draws)
+
+
+def test_recency_weights_edge_cases():
+    assert recency_weights([2, 6]).tolist() == [0.25, 0.75]  # fewer episodes than groups: by steps
+    assert recency_weights([0, 4, 4, 4, 4])[0] == 0  # an empty episode is never drawn
+    with pytest.raises(ValueError, match="no transition"):
+        recency_weights([0, 0])
+
+
+def test_round_trip_to_disk_including_an_open_episode(tmp_path):
+    buffer = _buffer([5, 9, 4], open_last=True)
+    buffer.save(tmp_path)
+    loaded = ReplayBuffer.load(tmp_path)
+    assert len(loaded) == 3 and loaded.num_steps == buffer.num_steps
+    for original, copy in zip(buffer.episodes, loaded.episodes, strict=True):
+        for name in ("obs", "actions", "rewards", "terminated", "life_loss"):
+            np.testing.assert_array_equal(getattr(original, name), getattr(copy, name))
+        assert (original.finished, original.truncated) == (copy.finished, copy.truncated)
+    loaded.episodes[-1].append(1, 1.0, _frame(7), terminated=True)  # a resumed open episode keeps growing
+    assert loaded.episodes[-1].num_steps == 5 and loaded.episodes[-1].finished
+
+
+def test_incremental_save_rewrites_only_changed_episodes(tmp_path):
+    buffer = _buffer([5, 9, 4], open_last=True)
+    buffer.save(tmp_path)
+    mtimes = {p.name: p.stat().st_mtime_ns for p in tmp_path.glob("episode_*.npz")}
+    buffer.episodes[-1].append(0, 0.0, _frame(1))
+    buffer.save(tmp_path)
+    files = sorted(p.name for p in tmp_path.glob("episode_*.npz"))
+    assert len(files) == 3  # the open episode's old file is gone
+    for name in files[:2]:
+        assert (tmp_path / name).stat().st_mtime_ns == mtimes[name]
+    assert ReplayBuffer.load(tmp_path).episodes[-1].num_steps == 5
+
+
+def test_a_crash_before_the_index_is_written_leaves_the_previous_replay(tmp_path):
+    buffer = _buffer([5, 6])
+    buffer.save(tmp_path)
+    (tmp_path / "episode_000002_000003.npz.tmp").write_bytes(b"half a file")  # an interrupted write
+    (tmp_path / "episode_000002_000003.npz").write_bytes(b"written, but the index never was")
+    loaded = ReplayBuffer.load(tmp_path)
+    assert len(loaded) == 2 and loaded.num_steps == 11
+
+
+def test_a_truncated_episode_file_is_refused(tmp_path):
+    _buffer([5, 9]).save(tmp_path)
+    victim = sorted(tmp_path.glob("episode_*.npz"))[1]
+    victim.write_bytes(victim.read_bytes()[:-100])
+    with pytest.raises(ReplayFileError, match=f"{victim.name} is truncated or damaged"):
+        ReplayBuffer.load(tmp_path)
+
+
+def test_a_corrupted_episode_or_index_is_refused(tmp_path):
+    _buffer([5]).save(tmp_path)
+    victim = next(tmp_path.glob("episode_*.npz"))
+    data = bytearray(victim.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    victim.write_bytes(bytes(data))
+    with pytest.raises(ReplayFileError, match="checksum"):
+        ReplayBuffer.load(tmp_path)
+    index = tmp_path / REPLAY_INDEX
+    index.write_text(index.read_text()[:20])
+    with pytest.raises(ReplayFileError, match="damaged"):
+        ReplayBuffer.load(tmp_path)
+    index.write_text(json.dumps({"format": "other", "version": 9, "episodes": []}))
+    with pytest.raises(ReplayFileError, match="version"):
+        ReplayBuffer.load(tmp_path)
+    with pytest.raises(FileNotFoundError, match="no replay"):
+        ReplayBuffer.load(tmp_path / "nowhere")
+
+
+def test_bad_frames_are_refused():
+    with pytest.raises(ValueError, match="uint8"):
+        Episode(np.zeros((64, 64, 3), np.float32))

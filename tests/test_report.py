@@ -1,0 +1,132 @@
+"""Tests for jedi_core.report on made-up runs."""
+
+import json
+from importlib.resources import files
+
+import matplotlib
+import numpy as np
+import pytest
+
+from jedi_core.report import FINAL_SCORES_FILE, RunResult, find_runs, write_report
+
+# Reference scores read straight from the JSON, so the test does not reuse metrics.hns.
+GAMES_JSON = json.loads((files("jedi_core") / "resources" / "atari100k_published.json").read_text())["games"]
+
+# method -> game -> episode returns of seed 0 and seed 1 (made up)
+RUNS = {
+    "JEDI": {"Alien": ([800.0, 1000.0], [700.0, 900.0]), "Breakout": ([150.0, 160.0], [140.0, 130.0]),
+             "Pong": ([10.0, 12.0], [15.0, 17.0])},
+    "Tiny": {"Alien": ([300.0], [350.0]), "Breakout": ([5.0, 7.0], [9.0, 3.0]), "Pong": ([-20.0], [-19.0])},
+}
+
+
+def write_run(folder, method, game, seed, returns, **overrides):
+    folder.mkdir(parents=True, exist_ok=True)
+    data = {"method": method, "game": game, "seed": seed, "episode_returns": returns, "env_steps": 100_000}
+    (folder / FINAL_SCORES_FILE).write_text(json.dumps({**data, **overrides}))
+    return folder
+
+
+@pytest.fixture
+def runs_dir(tmp_path):
+    root = tmp_path / "runs"
+    for method, games in RUNS.items():
+        for game, seeds in games.items():
+            for seed, returns in enumerate(seeds):
+                write_run(root / method / f"{game}_s{seed}", method, game, seed, list(returns))
+    return root
+
+
+def expected_hns(game, scores):
+    ref = GAMES_JSON[game]
+    return (np.mean(scores) - ref["random"]) / (ref["human"] - ref["random"])
+
+
+def test_write_report(runs_dir, tmp_path):
+    backend = matplotlib.get_backend()
+    md_path, png_path = write_report([runs_dir], tmp_path / "out", reps=200)
+    assert matplotlib.get_backend() == backend  # notebooks keep their backend
+    assert md_path.name == "report.md" and png_path.name == "report.png"
+    png = png_path.read_bytes()
+    assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 10_000
+    md = md_path.read_text()
+    for name in ["Alien", "Breakout", "Pong", "JEDI", "Tiny", "DIAMOND", "STORM", "IRIS"]:
+        assert name in md
+    assert "restricted to the same games" in md
+    for games in RUNS.values():
+        run_scores = {g: [np.mean(r) for r in seeds] for g, seeds in games.items()}
+        per_game = {g: expected_hns(g, s) for g, s in run_scores.items()}
+        for value in per_game.values():
+            assert f"| {value:.3f} |" in md
+        # the aggregate mean HNS over all runs, with its CI after it
+        mean_hns = np.mean([expected_hns(g, [s]) for g, ss in run_scores.items() for s in ss])
+        assert f"| {mean_hns:.3f} [" in md
+        mean_alien = np.mean(run_scores["Alien"])
+        assert f"{mean_alien:.1f} ± {np.std(run_scores['Alien']):.1f}" in md
+    assert sorted((tmp_path / "out").iterdir()) == sorted([md_path, png_path])  # no temp files left
+
+
+def test_only_human_optimal_games_gives_na(tmp_path):
+    for seed in range(2):
+        write_run(tmp_path / "runs" / f"a{seed}", "JEDI", "Alien", seed, [900.0 + seed])
+    md_path, _ = write_report([tmp_path / "runs"], tmp_path / "out", baselines=("TWM",), reps=100)
+    md = md_path.read_text()
+    jedi_row = next(line for line in md.splitlines() if line.startswith("| JEDI |"))
+    assert "n/a" in jedi_row
+    assert "TWM (published)" in md and "published mean" in md
+
+
+def test_run_result_load_and_find(runs_dir):
+    run = RunResult.load(runs_dir / "JEDI" / "Pong_s1")
+    assert (run.method, run.game, run.seed, run.env_steps) == ("JEDI", "Pong", 1, 100_000)
+    assert run.score == pytest.approx(16.0)
+    assert len(find_runs([runs_dir])) == 12
+    # A run folder and its parent together still count each run once.
+    assert len(find_runs([runs_dir / "JEDI" / "Pong_s1", runs_dir / "JEDI"])) == 6
+
+
+def test_folder_without_runs(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="has no final_scores.json"):
+        find_runs([tmp_path / "empty"])
+    with pytest.raises(ValueError, match="has no final_scores.json"):
+        write_report([tmp_path / "empty"], tmp_path / "out")
+    with pytest.raises(ValueError, match="does not exist"):
+        find_runs([tmp_path / "nope"])
+
+
+def test_malformed_final_scores(tmp_path):
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / FINAL_SCORES_FILE).write_text("{not json")
+    with pytest.raises(ValueError, match="not valid JSON") as err:
+        find_runs([bad])
+    assert str(bad) in str(err.value)
+    (bad / FINAL_SCORES_FILE).write_text(json.dumps({"method": "JEDI", "game": "Pong", "seed": 0}))
+    with pytest.raises(ValueError, match="missing episode_returns, env_steps"):
+        RunResult.load(bad)
+    write_run(bad, "JEDI", "Pong", 0, [])
+    with pytest.raises(ValueError, match="invalid episode_returns"):
+        RunResult.load(bad)
+    write_run(bad, "JEDI", "Pong", "zero", [1.0])
+    with pytest.raises(ValueError, match="invalid seed"):
+        RunResult.load(bad)
+
+
+def test_unknown_game_and_baseline(runs_dir, tmp_path):
+    write_run(tmp_path / "odd", "JEDI", "Breakuot", 0, [1.0])
+    with pytest.raises(ValueError, match="did you mean 'Breakout'"):
+        find_runs([tmp_path / "odd"])
+    write_run(tmp_path / "lower", "JEDI", "breakout", 0, [1.0])
+    assert find_runs([tmp_path / "lower"])[0].game == "Breakout"
+    with pytest.raises(ValueError, match="available: .*DIAMOND"):
+        write_report([runs_dir], tmp_path / "out", baselines=("Diamond",))
+
+
+def test_unequal_seeds_and_duplicates(runs_dir, tmp_path):
+    write_run(runs_dir / "JEDI" / "Pong_s2", "JEDI", "Pong", 2, [3.0])
+    with pytest.raises(ValueError, match="JEDI.*same"):
+        write_report([runs_dir], tmp_path / "out", reps=50)
+    write_run(tmp_path / "copy", "JEDI", "Pong", 2, [3.0])
+    with pytest.raises(ValueError, match="Two runs of JEDI on Pong with seed 2"):
+        find_runs([runs_dir, tmp_path / "copy"])
