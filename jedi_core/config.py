@@ -81,6 +81,117 @@ class ReplayConfig:
 
 
 @dataclass(frozen=True)
+class EncoderConfig:
+    """JEDI's encoder: 64x64x3 frame -> C x 8 x 8 latent, squashed by ``clamp * tanh(z / clamp)``."""
+
+    channels: tuple[int, ...] = option((32, 32, 32, 16), help="channels per stage; the last is the latent's")
+    downsample: tuple[int, ...] = option((1, 1, 1, 0), help="1: halve the resolution after that stage")
+    clamp: float = option(3.0, low=0.1, help="latent clamp s in s*tanh(z/s), also applied to denoised latents")
+    lr_scale: float = option(0.3, low=0.0, high=10.0, help="encoder learning rate = lr_scale x world-model lr")
+
+    def validate(self) -> None:
+        if len(self.channels) != len(self.downsample) or any(d not in (0, 1) for d in self.downsample):
+            raise ConfigError(f"world_model.encoder.downsample: {self.downsample!r} needs one 0 or 1 per stage "
+                              f"of channels {self.channels!r}")
+
+
+@dataclass(frozen=True)
+class EDMConfig:
+    """EDM training constants (DIAMOND's values; JEDI's own are not published)."""
+
+    sigma_data: float = option(0.5, low=1e-3, help="data std the preconditioning assumes")
+    sigma_offset_noise: float = option(0.3, low=0.0, help="per-channel offset noise, folded into sigma")
+    sigma_loc: float = option(-0.4, help="mean of ln(sigma) while training")
+    sigma_scale: float = option(1.2, low=1e-3, help="std of ln(sigma) while training")
+    sigma_min: float = option(2e-3, low=1e-6, help="training sigmas are clipped to [sigma_min, sigma_max]")
+    sigma_max: float = option(20.0, low=1e-3)
+
+
+@dataclass(frozen=True)
+class SamplerConfig:
+    """Karras schedule with an Euler (or Heun) sampler; JEDI uses 3 Euler steps."""
+
+    num_steps: int = option(3, low=1, high=1000, help="denoising steps per imagined frame")
+    sigma_min: float = option(2e-3, low=1e-6)
+    sigma_max: float = option(5.0, low=1e-3)
+    rho: float = option(7.0, low=1.0)
+    order: int = option(1, choices=(1, 2), help="1: Euler, 2: Heun")
+    s_churn: float = option(0.0, low=0.0, help="stochastic sampling; the stochastic-Atari runs use 1")
+    s_tmin: float = option(0.0, low=0.0)
+    s_tmax: float = option(1e9, low=0.0)
+    s_noise: float = option(1.0, low=0.0)
+    init_noise: str = option("unit", choices=("unit", "sigma_max"),
+                             help="start noise std: 1 (DIAMOND, less drift) or sigma_max (textbook EDM)")
+
+
+@dataclass(frozen=True)
+class DenoiserConfig:
+    """The conditional U-Net: one 160-channel level on 8x8 latents (JEDI) or four on 64x64 pixels (DIAMOND)."""
+
+    channels: tuple[int, ...] = option((160,), help="channels per U-Net level")
+    depths: tuple[int, ...] = option((2,), help="residual blocks per level")
+    attention: tuple[int, ...] = option((0,), help="1: self-attention in that level (the middle always has it)")
+    cond_channels: int = option(256, low=4, help="size of the noise + action conditioning vector")
+    context_length: int = option(4, low=1, high=64, help="past frames/latents the next one is predicted from")
+    edm: EDMConfig = field(default_factory=EDMConfig)
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)
+
+    def validate(self) -> None:
+        if not len(self.channels) == len(self.depths) == len(self.attention):
+            raise ConfigError("world_model.denoiser: channels, depths and attention need one entry per level, got "
+                              f"{self.channels!r}, {self.depths!r}, {self.attention!r}")
+        if self.cond_channels % (2 * self.context_length):
+            raise ConfigError(f"world_model.denoiser.cond_channels: {self.cond_channels} must be a multiple of "
+                              f"2 x context_length ({2 * self.context_length})")
+
+
+@dataclass(frozen=True)
+class RewardEndConfig:
+    """Reward/termination model: conv encoder on (x_t, x_t+1) with action AdaGN, then an LSTM."""
+
+    channels: tuple[int, ...] = option((32,), help="channels per level (2x downsampling between levels)")
+    depths: tuple[int, ...] = option((4,), help="residual blocks per level")
+    attention: tuple[int, ...] = option((0,))
+    cond_channels: int = option(128, low=2, help="action embedding size")
+    lstm_dim: int = option(512, low=1)
+
+    def validate(self) -> None:
+        if not len(self.channels) == len(self.depths) == len(self.attention):
+            raise ConfigError("world_model.reward_end: channels, depths and attention need one entry per level")
+
+
+@dataclass(frozen=True)
+class WorldModelConfig:
+    """The world model and how it is trained (DESIGN §4)."""
+
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    denoiser: DenoiserConfig = field(default_factory=DenoiserConfig)
+    reward_end: RewardEndConfig = field(default_factory=RewardEndConfig)
+    segment_steps: int = option(19, low=1, help="transitions per training segment (reward/end sees all of them)")
+    num_targets: int = option(2, low=1, help="frames predicted per segment; the last ones of the segment")
+    switch_prob: float = option(0.5, low=0.0, high=1.0,
+                                help="random switching: chance a sequence conditions on its own prediction")
+    switch_grad: bool = option(True, help="the switched-in prediction keeps its gradient")
+    stop_gradient: bool = option(True, help="no gradient through the target latent (off only to show collapse)")
+    decoder_probe: bool = option(False, help="train a pixel decoder on detached latents, for pictures only")
+    probe_channels: tuple[int, ...] = option((64, 32, 32), help="decoder probe channels, one per 2x upsample")
+    batch_size: int = option(32, low=1)
+    lr: float = option(1e-4, low=0.0)
+    weight_decay: float = option(1e-2, low=0.0)
+    adam_eps: float = option(1e-8, low=0.0)
+    warmup_steps: int = option(100, low=0, help="linear learning-rate warm-up")
+    grad_clip_denoiser: float = option(1.0, low=0.0)
+    grad_clip_other: float = option(100.0, low=0.0, help="gradient clip of the encoder and reward/end model")
+
+    def validate(self) -> None:
+        needed = self.denoiser.context_length + self.num_targets
+        if self.segment_steps + 1 < needed:
+            raise ConfigError(f"world_model.segment_steps: {self.segment_steps} transitions give "
+                              f"{self.segment_steps + 1} frames, fewer than context_length + num_targets "
+                              f"= {needed}")
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole configuration of a run."""
 
@@ -93,6 +204,7 @@ class Config:
     eval_episodes: int = option(100, low=1, help="episodes of the final evaluation")
     env: EnvConfig = field(default_factory=EnvConfig)
     replay: ReplayConfig = field(default_factory=ReplayConfig)
+    world_model: WorldModelConfig = field(default_factory=WorldModelConfig)
 
     def validate(self) -> None:
         if not (self.device in ("auto", "cpu", "cuda", "mps") or
@@ -110,8 +222,18 @@ def atari100k() -> Config:
 
 
 def diamond() -> Config:
-    """The pixel-diffusion baseline (DIAMOND) on the same protocol, for side-by-side comparison."""
-    return dataclasses.replace(atari100k(), preset="diamond", method="diamond")
+    """The pixel-diffusion baseline (DIAMOND) on the same protocol, for side-by-side comparison.
+
+    DIAMOND's 4-level U-Net on 64x64 frames, its CNN reward/end model, and its autoregressive step: the
+    second target always conditions on the (detached, 8-bit) first prediction.
+    """
+    cfg = atari100k()
+    world_model = dataclasses.replace(
+        cfg.world_model, switch_prob=1.0, switch_grad=False,
+        denoiser=dataclasses.replace(cfg.world_model.denoiser, channels=(64, 64, 64, 64), depths=(2, 2, 2, 2),
+                                     attention=(0, 0, 0, 0)),
+        reward_end=RewardEndConfig(channels=(32, 32, 32, 32), depths=(2, 2, 2, 2), attention=(0, 0, 0, 0)))
+    return dataclasses.replace(cfg, preset="diamond", method="diamond", world_model=world_model)
 
 
 def colab() -> Config:
@@ -121,12 +243,29 @@ def colab() -> Config:
 
 def smoke() -> Config:
     """A real Atari game end to end in about a minute on a CPU: every code path, tiny numbers."""
+    world_model = WorldModelConfig(
+        encoder=EncoderConfig(channels=(8, 8, 8, 4)),
+        denoiser=DenoiserConfig(channels=(32,), depths=(1,), cond_channels=32),
+        reward_end=RewardEndConfig(channels=(16,), depths=(1,), cond_channels=16, lstm_dim=32),
+        segment_steps=7, probe_channels=(16, 16, 8), batch_size=8)
     return dataclasses.replace(atari100k(), preset="smoke", env_steps=300, eval_episodes=1,
-                               env=dataclasses.replace(EnvConfig(), max_episode_frames=2_000))
+                               env=dataclasses.replace(EnvConfig(), max_episode_frames=2_000),
+                               world_model=world_model)
+
+
+def smoke_diamond() -> Config:
+    """The pixel baseline at smoke size (tests and CI)."""
+    cfg = diamond()
+    world_model = dataclasses.replace(
+        smoke().world_model, switch_prob=1.0, switch_grad=False,
+        denoiser=DenoiserConfig(channels=(16, 16), depths=(1, 1), attention=(0, 0), cond_channels=32),
+        reward_end=RewardEndConfig(channels=(8, 8, 8, 8), depths=(1, 1, 1, 1), attention=(0, 0, 0, 0),
+                                   cond_channels=16, lstm_dim=32))
+    return dataclasses.replace(smoke(), preset="smoke_diamond", method=cfg.method, world_model=world_model)
 
 
 PRESETS: dict[str, Callable[[], Config]] = {
-    "smoke": smoke, "colab": colab, "atari100k": atari100k, "diamond": diamond}
+    "smoke": smoke, "smoke_diamond": smoke_diamond, "colab": colab, "atari100k": atari100k, "diamond": diamond}
 
 
 # ----------------------------------------------------------------------------------------------

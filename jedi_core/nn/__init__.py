@@ -1,0 +1,1 @@
+"""Neural networks: blocks, encoder, EDM diffusion, reward/termination model, actor-critic."""

@@ -1,0 +1,209 @@
+"""EDM diffusion (Karras et al. 2022) as DIAMOND uses it: preconditioning, noise levels, loss and sampler.
+
+The denoiser ``D(x_noisy, sigma | context)`` is never a raw network. It is a *preconditioned* mix of the
+noisy input and a network output ``F``::
+
+    D = c_skip(sigma) * x_noisy + c_out(sigma) * F(c_in(sigma) * x_noisy, c_noise(sigma), context)
+
+The conditioners keep the network's inputs and targets at unit variance at every noise level. DIAMOND's
+*offset noise* (a per-channel constant added while training) is folded in as
+``sigma' = sqrt(sigma^2 + sigma_offset^2)``. Training draws ``ln sigma ~ N(loc, scale)`` and regresses
+``F`` onto the "F-target" ``(x_clean - c_skip * x_noisy) / c_out``. Sampling runs a few Euler steps down a
+Karras schedule (JEDI: 3).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from jedi_core.config import EDMConfig, SamplerConfig
+from jedi_core.nn.blocks import Conv3x3, FourierFeatures, GroupNorm, UNet
+
+
+@dataclass
+class Conditioners:
+    """Per-sample EDM scalings, shaped to broadcast over (B, C, H, W)."""
+
+    c_in: Tensor
+    c_out: Tensor
+    c_skip: Tensor
+    c_noise: Tensor  # (B,): the network's noise-level input
+
+
+def conditioners(sigma: Tensor, sigma_data: float, sigma_offset_noise: float) -> Conditioners:
+    """EDM preconditioning with DIAMOND's offset noise folded into sigma."""
+    sigma = (sigma**2 + sigma_offset_noise**2).sqrt()
+    c_in = 1 / (sigma**2 + sigma_data**2).sqrt()
+    c_skip = sigma_data**2 / (sigma**2 + sigma_data**2)
+    c_out = sigma * c_skip.sqrt()
+    c_noise = sigma.log() / 4
+    view = (-1, 1, 1, 1)
+    return Conditioners(c_in.view(view), c_out.view(view), c_skip.view(view), c_noise)
+
+
+def sample_sigma(batch_size: int, settings: EDMConfig, device: torch.device | str = "cpu",
+                 generator: torch.Generator | None = None) -> Tensor:
+    """Training noise levels: log-normal, clipped to the configured range."""
+    normal = torch.randn(batch_size, device=device, generator=generator)
+    sigma = (normal * settings.sigma_scale + settings.sigma_loc).exp()
+    return sigma.clamp(settings.sigma_min, settings.sigma_max)
+
+
+def add_noise(clean: Tensor, sigma: Tensor, sigma_offset_noise: float) -> Tensor:
+    """``clean + offset * eps_c + sigma * eps``: eps_c is one constant per sample and channel."""
+    offset = sigma_offset_noise * torch.randn(*clean.shape[:2], 1, 1, device=clean.device, dtype=clean.dtype)
+    return clean + offset + sigma.view(-1, 1, 1, 1) * torch.randn_like(clean)
+
+
+def f_target(clean: Tensor, noisy: Tensor, cs: Conditioners) -> Tensor:
+    """What the network output F must equal for D to return the clean input exactly."""
+    return (clean - cs.c_skip * noisy) / cs.c_out
+
+
+def denoised_from_output(noisy: Tensor, network_output: Tensor, cs: Conditioners) -> Tensor:
+    """D = c_skip * x_noisy + c_out * F (before any output transform such as a clamp)."""
+    return cs.c_skip * noisy + cs.c_out * network_output
+
+
+# ----------------------------------------------------------------------------------------------
+# Sampling
+
+
+def karras_sigmas(num_steps: int, sigma_min: float, sigma_max: float, rho: float,
+                  device: torch.device | str = "cpu") -> Tensor:
+    """``num_steps`` decreasing noise levels from sigma_max to sigma_min, then a final 0."""
+    if num_steps < 1:
+        raise ValueError(f"the sampler needs at least one step, got {num_steps}")
+    ramp = torch.linspace(0, 1, num_steps, device=device, dtype=torch.float64)
+    inv_max, inv_min = sigma_max ** (1 / rho), sigma_min ** (1 / rho)
+    sigmas = (inv_max + ramp * (inv_min - inv_max)) ** rho
+    return torch.cat([sigmas, sigmas.new_zeros(1)]).float()
+
+
+#: ``denoise(x_noisy, sigma) -> D``, with the context already bound in.
+DenoiseFn = Callable[[Tensor, Tensor], Tensor]
+
+
+@torch.no_grad()
+def sample(denoise: DenoiseFn, shape: tuple[int, ...], settings: SamplerConfig, device: torch.device | str,
+           generator: torch.Generator | None = None, return_trajectory: bool = False
+           ) -> Tensor | tuple[Tensor, list[Tensor]]:
+    """Run the sampler down the Karras schedule from noise; return the final sample.
+
+    With ``init_noise="unit"`` (DIAMOND, the default) the start is ``randn`` with variance 1, *not*
+    sigma_max^2: the model then leans on its context early on, which reduces autoregressive drift (DIAMOND
+    issue #40), at the price of under-dispersed samples where the context says little.
+    """
+    sigmas = karras_sigmas(settings.num_steps, settings.sigma_min, settings.sigma_max, settings.rho, device)
+    x = torch.randn(shape, device=device, generator=generator)
+    if settings.init_noise == "sigma_max":
+        x = x * settings.sigma_max
+    trajectory = [x]
+    gamma_max = min(settings.s_churn / settings.num_steps, 2**0.5 - 1)
+    for sigma, next_sigma in zip(sigmas[:-1], sigmas[1:], strict=True):
+        gamma = gamma_max if settings.s_tmin <= sigma <= settings.s_tmax else 0.0
+        sigma_hat = sigma * (gamma + 1)
+        if gamma > 0:
+            eps = torch.randn(shape, device=device, generator=generator) * settings.s_noise
+            x = x + eps * (sigma_hat**2 - sigma**2).sqrt()
+        batch_sigma = sigma_hat.expand(shape[0])
+        denoised = denoise(x, batch_sigma)
+        derivative = (x - denoised) / sigma_hat
+        step = next_sigma - sigma_hat
+        if settings.order == 1 or next_sigma == 0:
+            x = x + derivative * step  # Euler (the last step, to sigma = 0, is always Euler)
+        else:
+            x_euler = x + derivative * step
+            derivative_2 = (x_euler - denoise(x_euler, next_sigma.expand(shape[0]))) / next_sigma
+            x = x + (derivative + derivative_2) / 2 * step  # Heun
+        trajectory.append(x)
+    return (x, trajectory) if return_trajectory else x
+
+
+# ----------------------------------------------------------------------------------------------
+# The conditional network F and the preconditioned denoiser D
+
+
+class DenoiserNet(nn.Module):
+    """F(noisy next frame, noise level | last L frames, last L actions), DIAMOND's ``InnerModel``.
+
+    The L context frames are stacked on channels with the noisy next frame; the actions are embedded
+    and added to the Fourier embedding of the noise level, and that vector drives every AdaGroupNorm.
+    """
+
+    def __init__(self, frame_channels: int, context_length: int, num_actions: int, cond_channels: int,
+                 depths: Sequence[int], channels: Sequence[int], attention: Sequence[bool]):
+        super().__init__()
+        self.noise_embedding = FourierFeatures(cond_channels)
+        self.action_embedding = nn.Embedding(num_actions, cond_channels // context_length)
+        self.cond_mlp = nn.Sequential(nn.Linear(cond_channels, cond_channels), nn.SiLU(),
+                                      nn.Linear(cond_channels, cond_channels))
+        self.conv_in = Conv3x3((context_length + 1) * frame_channels, channels[0])
+        self.unet = UNet(cond_channels, depths, channels, attention)
+        self.norm_out = GroupNorm(channels[0])
+        self.conv_out = Conv3x3(channels[0], frame_channels)
+        nn.init.zeros_(self.conv_out.weight)  # F = 0 at init: D starts as c_skip * x_noisy
+
+    def forward(self, noisy: Tensor, c_noise: Tensor, context: Tensor, actions: Tensor) -> Tensor:
+        """noisy (B, C, H, W), c_noise (B,), context (B, L, C, H, W), actions (B, L) -> (B, C, H, W)."""
+        cond = self.cond_mlp(self.noise_embedding(c_noise) + self.action_embedding(actions).flatten(1))
+        x = self.conv_in(torch.cat([context.flatten(1, 2), noisy], dim=1))
+        return self.conv_out(F.silu(self.norm_out(self.unet(x, cond))))
+
+
+class Denoiser(nn.Module):
+    """EDM-preconditioned next-frame (or next-latent) denoiser with its training loss and sampler.
+
+    ``output_transform`` maps D onto the space of real frames: JEDI's latent clamp ``3 tanh(z / 3)``,
+    or DIAMOND's clamp to [-1, 1] and 8-bit quantisation.
+    """
+
+    def __init__(self, net: DenoiserNet, edm: EDMConfig, sampler: SamplerConfig,
+                 output_transform: Callable[[Tensor], Tensor]):
+        super().__init__()
+        self.net, self.edm, self.sampler = net, edm, sampler
+        self.output_transform = output_transform
+
+    def conditioners(self, sigma: Tensor) -> Conditioners:
+        return conditioners(sigma, self.edm.sigma_data, self.edm.sigma_offset_noise)
+
+    def network_output(self, noisy: Tensor, cs: Conditioners, context: Tensor, actions: Tensor) -> Tensor:
+        # Context frames are clean, so they are only rescaled by 1 / sigma_data (as in DIAMOND).
+        return self.net(noisy * cs.c_in, cs.c_noise, context / self.edm.sigma_data, actions)
+
+    def denoise(self, noisy: Tensor, sigma: Tensor, context: Tensor, actions: Tensor) -> Tensor:
+        """D(x_noisy, sigma | context, actions), output transform applied."""
+        cs = self.conditioners(sigma)
+        output = self.network_output(noisy, cs, context, actions)
+        return self.output_transform(denoised_from_output(noisy, output, cs))
+
+    def loss(self, target: Tensor, context: Tensor, actions: Tensor, mask: Tensor | None = None
+             ) -> tuple[Tensor, Tensor]:
+        """F-target MSE at log-normal noise levels; also the one-shot prediction D (with its gradient).
+
+        ``target`` is used as given: the caller decides whether it carries a gradient (stop-gradient).
+        ``mask`` (B,) drops padded targets from the mean.
+        """
+        sigma = sample_sigma(target.shape[0], self.edm, target.device)
+        noisy = add_noise(target, sigma, self.edm.sigma_offset_noise)
+        cs = self.conditioners(sigma)
+        output = self.network_output(noisy, cs, context, actions)
+        errors = (output - f_target(target, noisy, cs)).pow(2).flatten(1).mean(1)
+        if mask is None:
+            loss = errors.mean()
+        else:
+            weights = mask.to(errors.dtype)
+            loss = (errors * weights).sum() / weights.sum().clamp(min=1.0)
+        return loss, self.output_transform(denoised_from_output(noisy, output, cs))
+
+    def sample_next(self, context: Tensor, actions: Tensor, generator: torch.Generator | None = None,
+                    sampler: SamplerConfig | None = None) -> Tensor:
+        """Sample the next frame/latent given (B, L, C, H, W) context and (B, L) actions."""
+        shape = context.shape[:1] + context.shape[2:]
+        return sample(lambda x, s: self.denoise(x, s, context, actions), shape, sampler or self.sampler,
+                      context.device, generator)

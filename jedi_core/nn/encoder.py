@@ -1,0 +1,43 @@
+"""JEDI's encoder (DESIGN §4): a 64x64x3 frame -> a C x 8 x 8 latent in (-s, s).
+
+Conv stem, then one :class:`SmallResBlock` per stage with 2x max-pooling after the first three
+(channels [32, 32, 32, 16] at paper scale). The output is squashed by the *latent clamp*
+``s * tanh(z / s)`` (s = 3), which is also applied to the denoiser's predictions: latents can neither blow
+up nor drift out of the range the denoiser was trained on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from jedi_core.nn.blocks import Conv3x3, SmallResBlock
+
+
+def latent_clamp(latent: Tensor, scale: float) -> Tensor:
+    """``scale * tanh(latent / scale)``: identity near 0, smoothly bounded by +-scale."""
+    return scale * torch.tanh(latent / scale)
+
+
+class LatentEncoder(nn.Module):
+    def __init__(self, channels: Sequence[int], downsample: Sequence[int], clamp: float, in_channels: int = 3):
+        super().__init__()
+        layers: list[nn.Module] = [Conv3x3(in_channels, channels[0])]
+        previous = channels[0]
+        for out_channels, down in zip(channels, downsample, strict=True):
+            layers.append(SmallResBlock(previous, out_channels))
+            if down:
+                layers.append(nn.MaxPool2d(2))
+            previous = out_channels
+        self.layers = nn.Sequential(*layers)
+        self.clamp = clamp
+        self.latent_channels = channels[-1]
+        self.downscale = 2 ** sum(downsample)
+
+    def forward(self, frames: Tensor) -> Tensor:
+        """(..., 3, H, W) floats in [-1, 1] -> (..., C, H / 2^k, W / 2^k) latents in (-clamp, clamp)."""
+        batch_shape = frames.shape[:-3]
+        latents = self.layers(frames.reshape(-1, *frames.shape[-3:]))
+        return latent_clamp(latents, self.clamp).reshape(*batch_shape, *latents.shape[1:])

@@ -1,0 +1,68 @@
+"""Reward/termination model (DESIGN §4; DIAMOND's ``RewEndModel``).
+
+Each transition (x_t, a_t, x_t+1) is read by a conv encoder: the two frames (or latents) are stacked on
+channels and the action enters through AdaGroupNorm. An LSTM then carries memory along the sequence. The
+heads give 3 reward classes (the sign of the reward: -1, 0, +1) and 2 end classes. In imagination both are
+*sampled*, not argmax'ed, so rare rewards and deaths still happen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from jedi_core.nn.blocks import Conv3x3, ResEncoder, init_lstm
+
+LSTMState = tuple[Tensor, Tensor]
+
+
+class RewardEndModel(nn.Module):
+    def __init__(self, frame_channels: int, frame_size: int, num_actions: int, cond_channels: int,
+                 depths: Sequence[int], channels: Sequence[int], attention: Sequence[bool], lstm_dim: int):
+        super().__init__()
+        self.action_embedding = nn.Embedding(num_actions, cond_channels)
+        self.conv_in = Conv3x3(2 * frame_channels, channels[0])
+        self.encoder = ResEncoder(cond_channels, depths, channels, attention)
+        feature_size = frame_size // 2 ** (len(channels) - 1)
+        self.lstm = nn.LSTM(channels[-1] * feature_size**2, lstm_dim, batch_first=True)
+        init_lstm(self.lstm)
+        self.head = nn.Sequential(nn.Linear(lstm_dim, lstm_dim), nn.SiLU(), nn.Linear(lstm_dim, 3 + 2, bias=False))
+
+    def forward(self, frames: Tensor, actions: Tensor, state: LSTMState | None = None
+                ) -> tuple[Tensor, Tensor, LSTMState]:
+        """frames (B, T+1, C, H, W), actions (B, T) -> reward logits (B, T, 3), end logits (B, T, 2), state."""
+        batch, steps = actions.shape
+        pairs = torch.cat([frames[:, :-1], frames[:, 1:]], dim=2).flatten(0, 1)
+        features = self.encoder(self.conv_in(pairs), self.action_embedding(actions.flatten()))
+        hidden, state = self.lstm(features.reshape(batch, steps, -1), state)
+        logits = self.head(hidden)
+        return logits[..., :3], logits[..., 3:], state
+
+    def loss(self, frames: Tensor, actions: Tensor, rewards: Tensor, ends: Tensor, mask: Tensor
+             ) -> tuple[Tensor, dict[str, float]]:
+        """Cross-entropy on sign(reward) and on the end flag, over the transitions where ``mask`` is True."""
+        reward_logits, end_logits, _ = self(frames, actions)
+        reward_targets = rewards.sign().long() + 1  # -1, 0, +1 -> classes 0, 1, 2
+        mask = mask.bool()
+        reward_loss = F.cross_entropy(reward_logits[mask], reward_targets[mask])
+        end_loss = F.cross_entropy(end_logits[mask], ends[mask].long())
+        with torch.no_grad():
+            reward_accuracy = (reward_logits[mask].argmax(-1) == reward_targets[mask]).float().mean()
+        return reward_loss + end_loss, {"reward_loss": reward_loss.item(), "end_loss": end_loss.item(),
+                                        "reward_accuracy": reward_accuracy.item()}
+
+    @torch.no_grad()
+    def sample(self, frames: Tensor, actions: Tensor, state: LSTMState | None = None,
+               generator: torch.Generator | None = None) -> tuple[Tensor, Tensor, LSTMState]:
+        """Sampled reward in {-1, 0, 1} (float) and end flag (bool) of the last transition, and the new state."""
+        reward_logits, end_logits, state = self(frames, actions, state)
+        reward = _sample_categorical(reward_logits[:, -1], generator).float() - 1
+        end = _sample_categorical(end_logits[:, -1], generator).bool()
+        return reward, end, state
+
+
+def _sample_categorical(logits: Tensor, generator: torch.Generator | None) -> Tensor:
+    return torch.multinomial(logits.float().softmax(-1), 1, generator=generator).squeeze(-1)

@@ -1,0 +1,262 @@
+"""World models behind one interface: JEDI's latent diffusion model and DIAMOND's pixel one (DESIGN §4).
+
+Training (``forward(batch) -> (loss, logs)``), on one replay segment of T transitions:
+
+1. **Encode** every frame. JEDI: a conv encoder to 16x8x8 latents, gradients on. Pixel baseline: identity.
+2. **Reward/termination loss** on all T transitions, from those latents, so the encoder learns from it.
+3. **Diffusion loss** on the last ``context_length + num_targets`` latents: predict each target from the
+   previous ``context_length`` latents and actions, EDM-style.
+
+   * *Stop-gradient*: the target latent (and so its noised copy) is detached. The encoder learns only
+     through the *context* latents and the reward/end loss. Without it, encoder and denoiser can agree on a
+     constant latent, which is trivially predictable (collapse).
+   * *Random switching*: for the next target, each sequence independently (probability ``switch_prob``)
+     conditions on the denoiser's own prediction of the previous target instead of the encoder's latent,
+     as it will have to in imagination; the prediction keeps its gradient unless ``switch_grad`` is off.
+
+Both losses are summed and stepped by one optimiser (encoder learning rate 0.3x).
+
+Imagination: :meth:`WorldModel.burn_in` encodes a real context and warms up the reward model's LSTM;
+:meth:`WorldModel.imagine_step` samples the next latent (3 Euler steps), then a reward and an end flag.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from jedi_core.config import Config, WorldModelConfig
+from jedi_core.data import TorchBatch
+from jedi_core.nn.blocks import Conv3x3, GroupNorm, SmallResBlock, Upsample
+from jedi_core.nn.diffusion import Denoiser, DenoiserNet
+from jedi_core.nn.encoder import LatentEncoder, latent_clamp
+from jedi_core.nn.reward_end import LSTMState, RewardEndModel
+from jedi_core.optim import linear_warmup, make_adamw
+
+
+def quantize_frames(frames: Tensor) -> Tensor:
+    """Clamp to [-1, 1] and round to the 256 levels of an 8-bit image (DIAMOND's output transform)."""
+    return frames.clamp(-1, 1).add(1).mul(127.5).round().div(127.5).sub(1)
+
+
+class DecoderProbe(nn.Module):
+    """A pixel decoder trained on *detached* latents: for looking at latent imagination, never for training."""
+
+    def __init__(self, latent_channels: int, channels: tuple[int, ...], out_channels: int = 3):
+        super().__init__()
+        layers: list[nn.Module] = [Conv3x3(latent_channels, channels[0])]
+        for previous, current in zip((channels[0], *channels[:-1]), channels, strict=True):
+            layers += [SmallResBlock(previous, current), Upsample(current)]
+        layers += [GroupNorm(channels[-1]), nn.SiLU(), Conv3x3(channels[-1], out_channels)]
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, latents: Tensor) -> Tensor:
+        """(..., C, h, w) latents -> (..., 3, h * 2^k, w * 2^k) frames, unclamped."""
+        out = self.layers(latents.reshape(-1, *latents.shape[-3:]))
+        return out.reshape(*latents.shape[:-3], *out.shape[1:])
+
+    @torch.no_grad()
+    def decode(self, latents: Tensor) -> Tensor:
+        return self(latents).clamp(-1, 1)
+
+
+@dataclass
+class ImaginationState:
+    """What imagination carries from one step to the next, for a batch of B rollouts."""
+
+    latents: Tensor  # (B, L, C, h, w): the last L latents (frames, for the pixel model)
+    actions: Tensor  # (B, L): the action taken at each of them; the last is set by imagine_step
+    reward_end_state: LSTMState | None
+
+
+class WorldModel(nn.Module):
+    """Encoder + diffusion dynamics + reward/termination model, trained jointly (see the module docstring)."""
+
+    def __init__(self, cfg: WorldModelConfig, encoder: nn.Module, denoiser: Denoiser,
+                 reward_end: RewardEndModel, probe: DecoderProbe | None = None):
+        super().__init__()
+        self.cfg = cfg
+        self.encoder, self.denoiser, self.reward_end, self.probe = encoder, denoiser, reward_end, probe
+        self.context_length = cfg.denoiser.context_length
+
+    # -- training -------------------------------------------------------------------------------
+
+    def encode(self, frames: Tensor) -> Tensor:
+        """Float frames (..., 3, H, W) in [-1, 1] -> latents (..., C, h, w) (the frames for the pixel model)."""
+        return self.encoder(frames)
+
+    def forward(self, batch: TorchBatch) -> tuple[Tensor, dict[str, float]]:
+        cfg, context_length = self.cfg, self.context_length
+        frames_needed = context_length + cfg.num_targets
+        if batch.obs.shape[1] < frames_needed:
+            raise ValueError(f"segments of {batch.obs.shape[1]} frames are too short: the world model needs "
+                             f"context_length + num_targets = {frames_needed}")
+        latents = self.encode(batch.obs)  # (B, T+1, C, h, w), with gradient
+        transitions = batch.mask_padding[:, :-1] & batch.mask_padding[:, 1:]
+        reward_end_loss, logs = self.reward_end.loss(latents, batch.actions, batch.rewards, batch.ends, transitions)
+
+        target_losses, switched = self.diffusion_losses(latents, batch.actions, batch.mask_padding)
+        diffusion_loss = torch.stack(target_losses).mean()
+
+        loss = diffusion_loss + reward_end_loss
+        with torch.no_grad():
+            real = latents[batch.mask_padding]
+            logs.update(diffusion_loss=diffusion_loss.item(), reward_end_loss=reward_end_loss.item(),
+                        switched_fraction=switched, latent_std=real.std(dim=0).mean().item())
+        if self.probe is not None:
+            # Detached latents: the probe learns to draw them and sends nothing back to the encoder.
+            decoded = self.probe(latents.detach()[batch.mask_padding])
+            probe_loss = F.mse_loss(decoded, batch.obs[batch.mask_padding])
+            loss = loss + probe_loss
+            logs["probe_loss"] = probe_loss.item()
+        logs["loss"] = loss.item()
+        return loss, logs
+
+    def diffusion_losses(self, latents: Tensor, actions: Tensor, mask_padding: Tensor
+                         ) -> tuple[list[Tensor], float]:
+        """One EDM loss per target on the last ``context_length + num_targets`` latents of the segment.
+
+        Returns the losses (target order) and the fraction of sequences whose context was switched.
+        """
+        cfg, length = self.cfg, self.context_length
+        start = latents.shape[1] - (length + cfg.num_targets)
+        window, actions, mask = latents[:, start:], actions[:, start:], mask_padding[:, start:]
+        context, losses, switched = window[:, :length], [], 0.0
+        for k in range(cfg.num_targets):
+            target = window[:, length + k]
+            if cfg.stop_gradient:
+                target = target.detach()  # the target (and so its noised copy) sends no gradient
+            loss, prediction = self.denoiser.loss(target, context, actions[:, k: k + length], mask[:, length + k])
+            losses.append(loss)
+            if k + 1 < cfg.num_targets:
+                next_latent, switch = self.switch(prediction, window[:, length + k])
+                switched += switch.float().mean().item() / (cfg.num_targets - 1)
+                context = torch.cat([context[:, 1:], next_latent[:, None]], dim=1)
+        return losses, switched
+
+    def switch(self, prediction: Tensor, encoded: Tensor) -> tuple[Tensor, Tensor]:
+        """Random switching: per sequence, the next context latent is the prediction (probability p) or the
+        encoder's latent. Returns the chosen latents and the (B,) switch mask."""
+        if not self.cfg.switch_grad:
+            prediction = prediction.detach()
+        switch = torch.rand(prediction.shape[0], device=prediction.device) < self.cfg.switch_prob
+        return torch.where(switch.view(-1, 1, 1, 1), prediction, encoded), switch
+
+    def make_optimizer(self) -> tuple[torch.optim.AdamW, torch.optim.lr_scheduler.LambdaLR]:
+        """One AdamW with a parameter group per component (encoder at ``lr_scale`` x lr), and its warm-up."""
+        cfg = self.cfg
+        components = {"encoder": (self.encoder, cfg.lr * cfg.encoder.lr_scale), "denoiser": (self.denoiser, cfg.lr),
+                      "reward_end": (self.reward_end, cfg.lr)}
+        if self.probe is not None:
+            components["probe"] = (self.probe, cfg.lr)
+        optimizer = make_adamw(components, cfg.weight_decay, cfg.adam_eps)
+        return optimizer, linear_warmup(optimizer, cfg.warmup_steps)
+
+    def clip_gradients(self) -> dict[str, float]:
+        """Clip the denoiser's gradient norm to ``grad_clip_denoiser`` and the rest's to ``grad_clip_other``."""
+        others = [p for m in (self.encoder, self.reward_end, self.probe) if m is not None for p in m.parameters()]
+        return {"grad_norm_denoiser": nn.utils.clip_grad_norm_(self.denoiser.parameters(),
+                                                               self.cfg.grad_clip_denoiser).item(),
+                "grad_norm_other": nn.utils.clip_grad_norm_(others, self.cfg.grad_clip_other).item()}
+
+    def training_step(self, batch: TorchBatch, optimizer: torch.optim.Optimizer,
+                      scheduler: torch.optim.lr_scheduler.LRScheduler | None = None) -> dict[str, float]:
+        """One update: loss, backward, per-component clipping, step. Returns the logs."""
+        self.train()
+        loss, logs = self(batch)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"world-model loss is {loss.item()} (logs: {logs})")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        logs.update(self.clip_gradients())
+        optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        return logs
+
+    # -- imagination ----------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def burn_in(self, frames: Tensor, actions: Tensor) -> ImaginationState:
+        """Start imagination from a real context: frames (B, L, 3, H, W), the L-1 actions between them.
+
+        The reward/end LSTM reads the context's L-1 transitions, so its memory matches the real past.
+        """
+        if frames.shape[1] != self.context_length or actions.shape[1] != self.context_length - 1:
+            raise ValueError(f"burn-in needs {self.context_length} frames and {self.context_length - 1} actions, "
+                             f"got {frames.shape[1]} and {actions.shape[1]}")
+        latents = self.encode(frames)
+        state = self.reward_end(latents, actions)[2] if self.context_length > 1 else None
+        pending = actions.new_zeros(actions.shape[0], 1)
+        return ImaginationState(latents, torch.cat([actions, pending], dim=1), state)
+
+    @torch.no_grad()
+    def imagine_step(self, state: ImaginationState, action: Tensor, generator: torch.Generator | None = None
+                     ) -> tuple[Tensor, Tensor, Tensor, ImaginationState]:
+        """Take ``action`` (B,) in every rollout: the sampled next latent, reward (-1/0/1), end flag, new state."""
+        actions = torch.cat([state.actions[:, :-1], action[:, None]], dim=1)
+        next_latent = self.denoiser.sample_next(state.latents, actions, generator)
+        pair = torch.stack([state.latents[:, -1], next_latent], dim=1)
+        reward, end, reward_end_state = self.reward_end.sample(pair, action[:, None], state.reward_end_state,
+                                                               generator)
+        new_state = ImaginationState(torch.cat([state.latents[:, 1:], next_latent[:, None]], dim=1),
+                                     torch.cat([actions[:, 1:], actions.new_zeros(actions.shape[0], 1)], dim=1),
+                                     reward_end_state)
+        return next_latent, reward, end, new_state
+
+    def parameter_counts(self) -> dict[str, int]:
+        counts = {name: sum(p.numel() for p in module.parameters())
+                  for name, module in (("encoder", self.encoder), ("denoiser", self.denoiser),
+                                       ("reward_end", self.reward_end), ("probe", self.probe)) if module is not None}
+        counts["total"] = sum(counts.values())
+        return counts
+
+
+class JEDIWorldModel(WorldModel):
+    """JEDI: a learned encoder to C x 8 x 8 latents, a one-level latent U-Net, a latent reward/end model."""
+
+    def __init__(self, cfg: WorldModelConfig, num_actions: int, frame_size: int = 64, frame_channels: int = 3):
+        enc = cfg.encoder
+        encoder = LatentEncoder(enc.channels, enc.downsample, enc.clamp, in_channels=frame_channels)
+        latent_size = frame_size // encoder.downscale
+        denoiser = _make_denoiser(cfg, num_actions, encoder.latent_channels,
+                                  output_transform=functools.partial(latent_clamp, scale=enc.clamp))
+        reward_end = _make_reward_end(cfg, num_actions, encoder.latent_channels, latent_size)
+        probe = DecoderProbe(encoder.latent_channels, cfg.probe_channels, frame_channels) if cfg.decoder_probe else None
+        if probe is not None and latent_size * 2 ** len(cfg.probe_channels) != frame_size:
+            raise ValueError(f"world_model.probe_channels: {len(cfg.probe_channels)} upsamplings take "
+                             f"{latent_size}x{latent_size} latents to {latent_size * 2 ** len(cfg.probe_channels)}, "
+                             f"not {frame_size}; give one entry per 2x step")
+        super().__init__(cfg, encoder, denoiser, reward_end, probe)
+
+
+class PixelWorldModel(WorldModel):
+    """DIAMOND: no encoder (identity), a four-level U-Net on 64x64 frames with 8-bit outputs, a CNN reward/end."""
+
+    def __init__(self, cfg: WorldModelConfig, num_actions: int, frame_size: int = 64, frame_channels: int = 3):
+        denoiser = _make_denoiser(cfg, num_actions, frame_channels, output_transform=quantize_frames)
+        reward_end = _make_reward_end(cfg, num_actions, frame_channels, frame_size)
+        super().__init__(cfg, nn.Identity(), denoiser, reward_end, probe=None)
+
+
+def _make_denoiser(cfg: WorldModelConfig, num_actions: int, channels: int, output_transform) -> Denoiser:
+    d = cfg.denoiser
+    net = DenoiserNet(channels, d.context_length, num_actions, d.cond_channels, d.depths, d.channels,
+                      [bool(a) for a in d.attention])
+    return Denoiser(net, d.edm, d.sampler, output_transform)
+
+
+def _make_reward_end(cfg: WorldModelConfig, num_actions: int, channels: int, size: int) -> RewardEndModel:
+    r = cfg.reward_end
+    return RewardEndModel(channels, size, num_actions, r.cond_channels, r.depths, r.channels,
+                          [bool(a) for a in r.attention], r.lstm_dim)
+
+
+def build_world_model(cfg: Config, num_actions: int) -> WorldModel:
+    """The world model a config asks for: ``method=jedi`` (latent) or ``method=diamond`` (pixel)."""
+    cls = JEDIWorldModel if cfg.method == "jedi" else PixelWorldModel
+    return cls(cfg.world_model, num_actions, frame_size=cfg.env.screen_size)
