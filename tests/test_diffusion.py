@@ -6,8 +6,14 @@ import pytest
 import torch
 
 from jedi_core.config import EDMConfig, SamplerConfig
-from jedi_core.nn.diffusion import (conditioners, denoised_from_output, f_target, karras_sigmas, sample,
-                                    sample_sigma)
+from jedi_core.nn.diffusion import (
+    conditioners,
+    denoised_from_output,
+    f_target,
+    karras_sigmas,
+    sample,
+    sample_sigma,
+)
 
 
 @pytest.mark.parametrize("sigma", [2e-3, 0.1, 1.0, 5.0, 20.0])
