@@ -17,6 +17,7 @@ EPILOG = """examples:
   python -m jedi_core report runs/a runs/b --out my_report --baselines DIAMOND IRIS
   python -m jedi_core games
   python -m jedi_core config --preset smoke env.game=Pong seed=3
+  python -m jedi_core config --preset diamond --params
 """
 
 
@@ -43,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     show = commands.add_parser("config", help="print a preset's resolved config (with KEY=VALUE overrides)")
     show.add_argument("--preset", default="atari100k", choices=list(config_lib.PRESETS))
     show.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="e.g. env.game=Pong seed=3")
+    show.add_argument("--params", action="store_true", help="also build the world model and count its parameters")
     return parser
 
 
@@ -60,11 +62,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "config":
             cfg = config_lib.make_config(args.preset, args.overrides)
             print("\n".join(config_lib.describe(cfg)))
+            if args.params:
+                _print_parameter_counts(cfg)
     except (ValueError, FileNotFoundError) as error:
         # Bad input (unknown game, key, file, ...): say what is wrong without a traceback.
         print(f"error: {error}", file=sys.stderr)
         return 2
     return 0
+
+
+def _print_parameter_counts(cfg: config_lib.Config) -> None:
+    from jedi_core.envs import env_num_actions
+    from jedi_core.world_model import build_world_model
+
+    num_actions = env_num_actions(cfg.env)
+    counts = build_world_model(cfg, num_actions).parameter_counts()
+    print(f"\nworld model ({cfg.method}, {num_actions} actions) parameters:")
+    for name, count in counts.items():
+        print(f"  {name:<11}{count:>12,}")
 
 
 def _print_games() -> None:

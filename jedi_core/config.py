@@ -245,7 +245,7 @@ def smoke() -> Config:
     """A real Atari game end to end in about a minute on a CPU: every code path, tiny numbers."""
     world_model = WorldModelConfig(
         encoder=EncoderConfig(channels=(8, 8, 8, 4)),
-        denoiser=DenoiserConfig(channels=(32,), depths=(1,), cond_channels=32),
+        denoiser=DenoiserConfig(channels=(64,), depths=(2,), cond_channels=64),
         reward_end=RewardEndConfig(channels=(16,), depths=(1,), cond_channels=16, lstm_dim=32),
         segment_steps=7, probe_channels=(16, 16, 8), batch_size=8)
     return dataclasses.replace(atari100k(), preset="smoke", env_steps=300, eval_episodes=1,

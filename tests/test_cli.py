@@ -48,3 +48,10 @@ def test_report_end_to_end_in_a_subprocess(tmp_path):
 def test_report_without_runs_fails_cleanly(tmp_path):
     result = _run("report", str(tmp_path))
     assert result.returncode == 2 and "error:" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_config_prints_parameter_counts(capsys):
+    assert main(["config", "--preset", "diamond", "--params"]) == 0
+    out = capsys.readouterr().out
+    denoiser = next(line for line in out.splitlines() if line.strip().startswith("denoiser"))
+    assert 4_350_000 < int(denoiser.split()[-1].replace(",", "")) < 4_450_000  # DIAMOND's 4.4M
