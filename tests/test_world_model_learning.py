@@ -6,8 +6,6 @@ cannot win) and a latent spread that does not shrink away.
 """
 
 import numpy as np
-import pytest
-import torch
 
 from jedi_core.collect import collect_random_steps
 from jedi_core.config import make_config
