@@ -192,6 +192,32 @@ class WorldModelConfig:
 
 
 @dataclass(frozen=True)
+class ActorCriticConfig:
+    """LSTM actor-critic trained by REINFORCE with a value baseline in imagination (DESIGN §4, DIAMOND)."""
+
+    channels: tuple[int, ...] = option((32, 64), help="conv stem channels per stage (JEDI: on 16x8x8 latents)")
+    downsample: tuple[int, ...] = option((0, 1), help="1: 2x max-pool after that stage")
+    lstm_dim: int = option(512, low=1)
+    horizon: int = option(15, low=1, help="imagined steps per rollout")
+    gamma: float = option(0.985, low=0.0, high=1.0)
+    lambda_: float = option(0.95, low=0.0, high=1.0, help="lambda of the lambda-returns")
+    entropy_weight: float = option(1e-3, low=0.0)
+    value_weight: float = option(1.0, low=0.0)
+    temperature: float = option(1.0, low=1e-3, help="policy sampling temperature (DIAMOND lowered it on Freeway)")
+    batch_size: int = option(32, low=1, help="imagined rollouts per update")
+    lr: float = option(1e-4, low=0.0)
+    weight_decay: float = option(0.0, low=0.0)
+    adam_eps: float = option(1e-8, low=0.0)
+    warmup_steps: int = option(100, low=0)
+    grad_clip: float = option(100.0, low=0.0)
+
+    def validate(self) -> None:
+        if len(self.channels) != len(self.downsample) or any(d not in (0, 1) for d in self.downsample):
+            raise ConfigError(f"actor_critic.downsample: {self.downsample!r} needs one 0 or 1 per stage of "
+                              f"channels {self.channels!r}")
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole configuration of a run."""
 
@@ -205,6 +231,7 @@ class Config:
     env: EnvConfig = field(default_factory=EnvConfig)
     replay: ReplayConfig = field(default_factory=ReplayConfig)
     world_model: WorldModelConfig = field(default_factory=WorldModelConfig)
+    actor_critic: ActorCriticConfig = field(default_factory=ActorCriticConfig)
 
     def validate(self) -> None:
         if not (self.device in ("auto", "cpu", "cuda", "mps") or
@@ -233,7 +260,9 @@ def diamond() -> Config:
         denoiser=dataclasses.replace(cfg.world_model.denoiser, channels=(64, 64, 64, 64), depths=(2, 2, 2, 2),
                                      attention=(0, 0, 0, 0)),
         reward_end=RewardEndConfig(channels=(32, 32, 32, 32), depths=(2, 2, 2, 2), attention=(0, 0, 0, 0)))
-    return dataclasses.replace(cfg, preset="diamond", method="diamond", world_model=world_model)
+    actor_critic = dataclasses.replace(cfg.actor_critic, channels=(32, 32, 64, 64), downsample=(1, 1, 1, 1))
+    return dataclasses.replace(cfg, preset="diamond", method="diamond", world_model=world_model,
+                               actor_critic=actor_critic)
 
 
 def colab() -> Config:
@@ -248,9 +277,10 @@ def smoke() -> Config:
         denoiser=DenoiserConfig(channels=(64,), depths=(2,), cond_channels=64),
         reward_end=RewardEndConfig(channels=(16,), depths=(1,), cond_channels=16, lstm_dim=32),
         segment_steps=7, probe_channels=(16, 16, 8), batch_size=8)
+    actor_critic = ActorCriticConfig(channels=(8, 16), lstm_dim=32, horizon=5, batch_size=8)
     return dataclasses.replace(atari100k(), preset="smoke", env_steps=300, eval_episodes=1,
                                env=dataclasses.replace(EnvConfig(), max_episode_frames=2_000),
-                               world_model=world_model)
+                               world_model=world_model, actor_critic=actor_critic)
 
 
 def smoke_diamond() -> Config:
@@ -261,7 +291,9 @@ def smoke_diamond() -> Config:
         denoiser=DenoiserConfig(channels=(16, 16), depths=(1, 1), attention=(0, 0), cond_channels=32),
         reward_end=RewardEndConfig(channels=(8, 8, 8, 8), depths=(1, 1, 1, 1), attention=(0, 0, 0, 0),
                                    cond_channels=16, lstm_dim=32))
-    return dataclasses.replace(smoke(), preset="smoke_diamond", method=cfg.method, world_model=world_model)
+    actor_critic = dataclasses.replace(smoke().actor_critic, channels=(8, 8, 16, 16), downsample=(1, 1, 1, 1))
+    return dataclasses.replace(smoke(), preset="smoke_diamond", method=cfg.method, world_model=world_model,
+                               actor_critic=actor_critic)
 
 
 PRESETS: dict[str, Callable[[], Config]] = {

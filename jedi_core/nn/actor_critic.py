@@ -1,0 +1,95 @@
+"""LSTM actor-critic, lambda-returns and the REINFORCE-with-baseline loss (DESIGN §4; DIAMOND's recipe).
+
+JEDI's actor-critic reads the *detached* 16x8x8 latent (it never trains the encoder); DIAMOND's reads the
+64x64 frame. Either way: a small conv stem, an LSTMCell for memory, and linear actor and critic heads that
+start at zero, so the first policy is uniform and the first value is 0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.distributions import Categorical
+
+from jedi_core.nn.blocks import Conv3x3, SmallResBlock, init_lstm
+
+LSTMState = tuple[Tensor, Tensor]
+
+
+class ActorCritic(nn.Module):
+    def __init__(self, in_channels: int, in_size: int, num_actions: int, channels: Sequence[int],
+                 downsample: Sequence[int], lstm_dim: int):
+        super().__init__()
+        layers: list[nn.Module] = [Conv3x3(in_channels, channels[0])]
+        previous = channels[0]
+        for out_channels, down in zip(channels, downsample, strict=True):
+            layers.append(SmallResBlock(previous, out_channels))
+            if down:
+                layers.append(nn.MaxPool2d(2))
+            previous = out_channels
+        layers += [nn.SiLU(), nn.Flatten()]
+        self.stem = nn.Sequential(*layers)
+        features = channels[-1] * (in_size // 2 ** sum(downsample)) ** 2
+        self.lstm = nn.LSTMCell(features, lstm_dim)
+        init_lstm(self.lstm)
+        self.actor, self.critic = nn.Linear(lstm_dim, num_actions), nn.Linear(lstm_dim, 1)
+        for head in (self.actor, self.critic):
+            nn.init.zeros_(head.weight)
+            nn.init.zeros_(head.bias)
+        self.lstm_dim = lstm_dim
+
+    def initial_state(self, batch_size: int, device: torch.device | str = "cpu") -> LSTMState:
+        zeros = torch.zeros(batch_size, self.lstm_dim, device=device)
+        return zeros, zeros.clone()
+
+    def forward(self, inputs: Tensor, state: LSTMState) -> tuple[Tensor, Tensor, LSTMState]:
+        """inputs (B, C, H, W) -> action logits (B, A), value (B,), new LSTM state."""
+        hidden, cell = self.lstm(self.stem(inputs), state)
+        return self.actor(hidden), self.critic(hidden).squeeze(-1), (hidden, cell)
+
+    @torch.no_grad()
+    def act(self, inputs: Tensor, state: LSTMState, temperature: float = 1.0, epsilon: float = 0.0,
+            generator: torch.Generator | None = None) -> tuple[Tensor, LSTMState]:
+        """Sample actions (with an epsilon chance of a uniformly random one), and the new state."""
+        logits, _, state = self(inputs, state)
+        probabilities = (logits / temperature).softmax(-1)
+        if epsilon > 0:
+            probabilities = (1 - epsilon) * probabilities + epsilon / probabilities.shape[-1]
+        return torch.multinomial(probabilities, 1, generator=generator).squeeze(-1), state
+
+
+@torch.no_grad()
+def lambda_returns(rewards: Tensor, next_values: Tensor, ends: Tensor, truncations: Tensor, gamma: float,
+                   lambda_: float) -> Tensor:
+    """Lambda-returns over (B, T) rollouts.
+
+    ``G_t = r_t + gamma * (1 - end_t) * [(1 - lambda) V(s_t+1) + lambda G_t+1]``. At a truncation, and at
+    the last step of the rollout, G_t+1 does not exist (or belongs to a reset episode), so the bootstrap is
+    ``V(s_t+1)`` alone. ``next_values[:, t]`` is V of the state *reached* at step t, before any reset.
+    """
+    steps = rewards.shape[1]
+    returns = torch.empty_like(rewards)
+    continuing = 1.0 - ends.to(rewards.dtype)
+    following = next_values[:, -1]
+    for t in reversed(range(steps)):
+        cut = truncations[:, t].bool() | (t == steps - 1)
+        bootstrap = torch.where(cut, next_values[:, t], (1 - lambda_) * next_values[:, t] + lambda_ * following)
+        returns[:, t] = rewards[:, t] + gamma * continuing[:, t] * bootstrap
+        following = returns[:, t]
+    return returns
+
+
+def reinforce_loss(logits: Tensor, values: Tensor, actions: Tensor, returns: Tensor, entropy_weight: float,
+                   value_weight: float = 1.0) -> tuple[Tensor, dict[str, float]]:
+    """REINFORCE with the value as baseline, a value regression to the returns and an entropy bonus."""
+    distribution = Categorical(logits=logits)
+    advantages = (returns - values).detach()
+    policy_loss = -(distribution.log_prob(actions) * advantages).mean()
+    value_loss = F.mse_loss(values, returns)
+    entropy = distribution.entropy().mean()
+    loss = policy_loss + value_weight * value_loss - entropy_weight * entropy
+    return loss, {"policy_loss": policy_loss.item(), "value_loss": value_loss.item(), "entropy": entropy.item(),
+                  "return_mean": returns.mean().item(), "value_mean": values.mean().item()}
