@@ -1,6 +1,7 @@
 """Command line: ``python -m jedi_core <command>`` (also installed as ``jedi``).
 
-Commands: ``report`` (turn finished runs into the paper's tables and a figure), ``games`` (the
+Commands: ``train`` (train an agent, resuming if its run folder has a checkpoint), ``evaluate`` (score a
+trained run), ``report`` (turn finished runs into the paper's tables and a figure), ``games`` (the
 Atari100k games and their action counts), ``config`` (print a preset with overrides applied).
 """
 
@@ -13,6 +14,11 @@ from collections.abc import Sequence
 from jedi_core import config as config_lib
 
 EPILOG = """examples:
+  python -m jedi_core train --game Breakout --preset atari100k --seed 0   # a full run on a GPU
+  python -m jedi_core train --game Pong --preset smoke                    # every code path in minutes on a CPU
+  python -m jedi_core train --preset diamond --game Breakout              # the pixel-diffusion baseline
+  python -m jedi_core train --env toy --preset smoke                      # the toy Catch game
+  python -m jedi_core evaluate runs/jedi_smoke_Pong_seed0 --episodes 10
   python -m jedi_core report runs/                 # every finished run below runs/
   python -m jedi_core report runs/a runs/b --out my_report --baselines DIAMOND IRIS
   python -m jedi_core games
@@ -26,6 +32,26 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m jedi_core", description="JEDI: latent diffusion world models for Atari100k.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    train = commands.add_parser(
+        "train", help="train an agent (the same command resumes an interrupted run)",
+        description="Train JEDI (or, with --preset diamond, the pixel baseline) under the Atari100k protocol. "
+                    "The run folder holds the config, checkpoint, replay, metrics and final scores; running the "
+                    "same command again resumes from the last checkpoint.")
+    train.add_argument("--game", default=None, help="an Atari100k game (see `python -m jedi_core games`)")
+    train.add_argument("--env", choices=("atari", "toy"), default=None, help="atari (default) or the toy game")
+    train.add_argument("--preset", default="atari100k", choices=list(config_lib.PRESETS))
+    train.add_argument("--seed", type=int, default=None)
+    train.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:N or mps")
+    train.add_argument("--run-dir", default=None, help="default: runs/<method>_<preset>_<game>_seed<seed>")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. env_steps=50000")
+
+    evaluate = commands.add_parser("evaluate", help="evaluate a trained run over full episodes")
+    evaluate.add_argument("run_dir", metavar="RUN_DIR")
+    evaluate.add_argument("--episodes", type=int, default=100)
+    evaluate.add_argument("--seed", type=int, default=12345)
+    evaluate.add_argument("--device", default=None)
 
     report = commands.add_parser(
         "report", help="tables and a figure from finished runs, beside the published baselines",
@@ -51,7 +77,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        if args.command == "report":
+        if args.command == "train":
+            _train(args)
+        elif args.command == "evaluate":
+            _evaluate(args)
+        elif args.command == "report":
             from jedi_core.report import write_report
 
             markdown, figure = write_report(args.run_dirs, args.out, baselines=tuple(args.baselines),
@@ -64,11 +94,51 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("\n".join(config_lib.describe(cfg)))
             if args.params:
                 _print_parameter_counts(cfg)
-    except (ValueError, FileNotFoundError) as error:
+    except KeyboardInterrupt:
+        return 130
+    except FloatingPointError as error:
+        print(f"error: training stopped on a non-finite loss ({error}); the last good checkpoint is kept",
+              file=sys.stderr)
+        return 1
+    except (ValueError, FileNotFoundError, RuntimeError) as error:
         # Bad input (unknown game, key, file, ...): say what is wrong without a traceback.
         print(f"error: {error}", file=sys.stderr)
         return 2
     return 0
+
+
+def _train(args: argparse.Namespace) -> None:
+    from jedi_core.trainer import Trainer, default_run_dir
+
+    overrides = [f"{key}={value}" for key, value in (("env.game", args.game), ("env.kind", args.env),
+                                                      ("seed", args.seed), ("device", args.device))
+                 if value is not None]
+    cfg = config_lib.make_config(args.preset, [*overrides, *args.overrides])
+    run_dir = args.run_dir or default_run_dir(cfg)
+    scores = Trainer(cfg, run_dir, quiet=args.quiet).run()
+    returns = scores["episode_returns"]
+    print(f"{run_dir}: {scores['method']} on {scores['game']}, mean return {sum(returns) / len(returns):.2f} "
+          f"over {len(returns)} episodes")
+
+
+def _evaluate(args: argparse.Namespace) -> None:
+    import json
+    from pathlib import Path
+
+    import numpy as np
+
+    from jedi_core.trainer import CONFIG_FILE, Trainer, evaluate
+
+    run_dir = Path(args.run_dir)
+    if not (run_dir / CONFIG_FILE).is_file():
+        raise FileNotFoundError(f"{run_dir} has no {CONFIG_FILE}: is it a run folder made by `train`?")
+    cfg = config_lib.from_dict(json.loads((run_dir / CONFIG_FILE).read_text()))
+    if args.device is not None:
+        cfg = config_lib.apply_overrides(cfg, [f"device={args.device}"])
+    trainer = Trainer(cfg, run_dir, quiet=True)
+    trainer.load_checkpoint()
+    returns = evaluate(trainer.agent, cfg, args.episodes, seed=args.seed)
+    print(f"{run_dir}: mean return {np.mean(returns):.2f} +- {np.std(returns):.2f} over {len(returns)} episodes")
 
 
 def _print_parameter_counts(cfg: config_lib.Config) -> None:

@@ -218,6 +218,23 @@ class ActorCriticConfig:
 
 
 @dataclass(frozen=True)
+class TrainingConfig:
+    """The epoch loop (DESIGN §4, DIAMOND's Atari schedule)."""
+
+    initial_random_steps: int = option(5_000, low=0, help="uniformly random steps before the first epoch")
+    env_steps_per_epoch: int = option(100, low=1, help="real steps collected per epoch (epsilon-greedy)")
+    world_model_updates: int = option(400, low=0, help="world-model updates per epoch")
+    actor_critic_updates: int = option(400, low=0, help="actor-critic updates per epoch")
+    first_epoch_world_model_updates: int = option(10_000, low=0)
+    first_epoch_actor_critic_updates: int = option(5_000, low=0)
+    final_training_epochs: int = option(50, low=0, help="training-only epochs after the step budget is spent")
+    epsilon: float = option(0.01, low=0.0, high=1.0, help="random-action rate while collecting")
+    eval_every_epochs: int = option(50, low=0, help="periodic evaluation (0: only the final one)")
+    periodic_eval_episodes: int = option(4, low=1)
+    checkpoint_every_epochs: int = option(10, low=1)
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole configuration of a run."""
 
@@ -232,6 +249,7 @@ class Config:
     replay: ReplayConfig = field(default_factory=ReplayConfig)
     world_model: WorldModelConfig = field(default_factory=WorldModelConfig)
     actor_critic: ActorCriticConfig = field(default_factory=ActorCriticConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
 
     def validate(self) -> None:
         if not (self.device in ("auto", "cpu", "cuda", "mps") or
@@ -278,9 +296,13 @@ def smoke() -> Config:
         reward_end=RewardEndConfig(channels=(16,), depths=(1,), cond_channels=16, lstm_dim=32),
         segment_steps=7, probe_channels=(16, 16, 8), batch_size=8)
     actor_critic = ActorCriticConfig(channels=(8, 16), lstm_dim=32, horizon=5, batch_size=8)
+    training = TrainingConfig(initial_random_steps=100, env_steps_per_epoch=50, world_model_updates=5,
+                              actor_critic_updates=5, first_epoch_world_model_updates=10,
+                              first_epoch_actor_critic_updates=5, final_training_epochs=1, eval_every_epochs=2,
+                              periodic_eval_episodes=1, checkpoint_every_epochs=1)
     return dataclasses.replace(atari100k(), preset="smoke", env_steps=300, eval_episodes=1,
                                env=dataclasses.replace(EnvConfig(), max_episode_frames=2_000),
-                               world_model=world_model, actor_critic=actor_critic)
+                               world_model=world_model, actor_critic=actor_critic, training=training)
 
 
 def smoke_diamond() -> Config:

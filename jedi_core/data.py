@@ -94,6 +94,12 @@ class Episode:
             self.truncated, self.finished = bool(truncated and not terminated), True
             self._trim()
 
+    def finish_truncated(self) -> None:
+        """End a growing episode where it stands (e.g. its emulator is gone after a restart)."""
+        if not self.finished:
+            self.truncated, self.finished = True, True
+            self._trim()
+
     def _grow(self) -> None:
         capacity = max(2 * len(self._actions), 1)
         self._obs = _resized(self._obs, capacity + 1)

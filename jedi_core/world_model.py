@@ -82,6 +82,7 @@ class WorldModel(nn.Module):
         self.cfg = cfg
         self.encoder, self.denoiser, self.reward_end, self.probe = encoder, denoiser, reward_end, probe
         self.context_length = cfg.denoiser.context_length
+        self.latent_shape: tuple[int, int, int]  # (C, h, w) of what encode() returns, set by subclasses
 
     # -- training -------------------------------------------------------------------------------
 
@@ -232,6 +233,7 @@ class JEDIWorldModel(WorldModel):
                              f"{latent_size}x{latent_size} latents to {latent_size * 2 ** len(cfg.probe_channels)}, "
                              f"not {frame_size}; give one entry per 2x step")
         super().__init__(cfg, encoder, denoiser, reward_end, probe)
+        self.latent_shape = (encoder.latent_channels, latent_size, latent_size)
 
 
 class PixelWorldModel(WorldModel):
@@ -241,6 +243,7 @@ class PixelWorldModel(WorldModel):
         denoiser = _make_denoiser(cfg, num_actions, frame_channels, output_transform=quantize_frames)
         reward_end = _make_reward_end(cfg, num_actions, frame_channels, frame_size)
         super().__init__(cfg, nn.Identity(), denoiser, reward_end, probe=None)
+        self.latent_shape = (frame_channels, frame_size, frame_size)
 
 
 def _make_denoiser(cfg: WorldModelConfig, num_actions: int, channels: int, output_transform) -> Denoiser:
