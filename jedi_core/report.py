@@ -103,8 +103,10 @@ def find_runs(paths: Iterable[str | os.PathLike]) -> list[RunResult]:
             raise ValueError(f"{root} does not exist")
         if root.is_file() and root.name == FINAL_SCORES_FILE:
             root = root.parent
-        found = [root / FINAL_SCORES_FILE] if (root / FINAL_SCORES_FILE).is_file() \
-            else sorted(root.rglob(FINAL_SCORES_FILE))
+        if (root / FINAL_SCORES_FILE).is_file():
+            found = [root / FINAL_SCORES_FILE]  # a run folder: do not search inside it
+        else:
+            found = sorted(root.rglob(FINAL_SCORES_FILE))
         if not found:
             raise ValueError(f"{root} has no {FINAL_SCORES_FILE} (searched recursively): has the run "
                              "finished its final evaluation?")
@@ -121,7 +123,7 @@ def find_runs(paths: Iterable[str | os.PathLike]) -> list[RunResult]:
 
 
 def _fmt(value: float) -> str:
-    return "n/a" if value is None or math.isnan(value) else f"{value:.3f}"
+    return "n/a" if math.isnan(value) else f"{value:.3f}"
 
 
 def _fmt_ci(summary: dict, name: str) -> str:
@@ -178,7 +180,7 @@ def _figure(summaries: dict[str, dict], games: list[str]) -> bytes:
     # Figure + FigureCanvasAgg instead of pyplot: the global matplotlib backend (e.g. a notebook's) stays.
     fig = Figure(figsize=(max(10.0, 0.5 * len(games) + 6), 5), layout="constrained")
     FigureCanvasAgg(fig)
-    left, right = fig.subplots(1, 2, width_ratios=[max(len(games), 3), 3])
+    left, right = fig.subplots(1, 2, width_ratios=[max(len(games), 4), 5])
     labels = list(summaries)
     width = 0.8 / len(labels)
     for i, label in enumerate(labels):
@@ -196,7 +198,8 @@ def _figure(summaries: dict[str, dict], games: list[str]) -> bytes:
     left.set_ylabel("HNS of per-game mean score (symlog)")
     left.set_title("Per-game human-normalised score")
     left.legend(fontsize="small")
-    right.set_xticks(np.arange(len(AGGREGATES)), ["Mean", "Median", "IQM", "Opt. gap"])
+    right.set_xticks(np.arange(len(AGGREGATES)), ["Mean", "Median", "IQM", "Opt. gap"], rotation=30)
+    right.set_ylabel("HNS")
     right.set_title("Aggregates (95% CI)")
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100)
