@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.distributions import Categorical
 
-from jedi_core.nn.blocks import Conv3x3, SmallResBlock, init_lstm
+from jedi_core.nn.blocks import conv_stem, init_lstm
 
 LSTMState = tuple[Tensor, Tensor]
 
@@ -23,15 +23,7 @@ class ActorCritic(nn.Module):
     def __init__(self, in_channels: int, in_size: int, num_actions: int, channels: Sequence[int],
                  downsample: Sequence[int], lstm_dim: int):
         super().__init__()
-        layers: list[nn.Module] = [Conv3x3(in_channels, channels[0])]
-        previous = channels[0]
-        for out_channels, down in zip(channels, downsample, strict=True):
-            layers.append(SmallResBlock(previous, out_channels))
-            if down:
-                layers.append(nn.MaxPool2d(2))
-            previous = out_channels
-        layers += [nn.SiLU(), nn.Flatten()]
-        self.stem = nn.Sequential(*layers)
+        self.stem = nn.Sequential(*conv_stem(in_channels, channels, downsample), nn.SiLU(), nn.Flatten())
         features = channels[-1] * (in_size // 2 ** sum(downsample)) ** 2
         self.lstm = nn.LSTMCell(features, lstm_dim)
         init_lstm(self.lstm)

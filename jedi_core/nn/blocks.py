@@ -223,6 +223,18 @@ class SmallResBlock(nn.Module):
         return self.skip(x) + self.conv(F.silu(self.norm(x)))
 
 
+def conv_stem(in_channels: int, channels: Sequence[int], downsample: Sequence[int]) -> list[nn.Module]:
+    """Conv3x3 then one SmallResBlock per stage, 2x max-pooling after the stages marked 1 in ``downsample``."""
+    layers: list[nn.Module] = [Conv3x3(in_channels, channels[0])]
+    previous = channels[0]
+    for out_channels, down in zip(channels, downsample, strict=True):
+        layers.append(SmallResBlock(previous, out_channels))
+        if down:
+            layers.append(nn.MaxPool2d(2))
+        previous = out_channels
+    return layers
+
+
 def init_lstm(lstm: nn.LSTM | nn.LSTMCell) -> None:
     """DIAMOND's LSTM init: Xavier input weights, orthogonal recurrent weights, forget-gate bias 1."""
     for name, parameter in lstm.named_parameters():

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from jedi_core.nn.blocks import Conv3x3, SmallResBlock
+from jedi_core.nn.blocks import conv_stem
 
 
 def latent_clamp(latent: Tensor, scale: float) -> Tensor:
@@ -24,14 +24,7 @@ def latent_clamp(latent: Tensor, scale: float) -> Tensor:
 class LatentEncoder(nn.Module):
     def __init__(self, channels: Sequence[int], downsample: Sequence[int], clamp: float, in_channels: int = 3):
         super().__init__()
-        layers: list[nn.Module] = [Conv3x3(in_channels, channels[0])]
-        previous = channels[0]
-        for out_channels, down in zip(channels, downsample, strict=True):
-            layers.append(SmallResBlock(previous, out_channels))
-            if down:
-                layers.append(nn.MaxPool2d(2))
-            previous = out_channels
-        self.layers = nn.Sequential(*layers)
+        self.layers = nn.Sequential(*conv_stem(in_channels, channels, downsample))
         self.clamp = clamp
         self.latent_channels = channels[-1]
         self.downscale = 2 ** sum(downsample)
