@@ -90,9 +90,7 @@ class EncoderConfig:
     lr_scale: float = option(0.3, low=0.0, high=10.0, help="encoder learning rate = lr_scale x world-model lr")
 
     def validate(self) -> None:
-        if len(self.channels) != len(self.downsample) or any(d not in (0, 1) for d in self.downsample):
-            raise ConfigError(f"world_model.encoder.downsample: {self.downsample!r} needs one 0 or 1 per stage "
-                              f"of channels {self.channels!r}")
+        _check_stages("world_model.encoder", self.channels, self.downsample)
 
 
 @dataclass(frozen=True)
@@ -137,9 +135,7 @@ class DenoiserConfig:
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
 
     def validate(self) -> None:
-        if not len(self.channels) == len(self.depths) == len(self.attention):
-            raise ConfigError("world_model.denoiser: channels, depths and attention need one entry per level, got "
-                              f"{self.channels!r}, {self.depths!r}, {self.attention!r}")
+        _check_levels("world_model.denoiser", self.channels, self.depths, self.attention)
         if self.cond_channels % (2 * self.context_length):
             raise ConfigError(f"world_model.denoiser.cond_channels: {self.cond_channels} must be a multiple of "
                               f"2 x context_length ({2 * self.context_length})")
@@ -156,8 +152,7 @@ class RewardEndConfig:
     lstm_dim: int = option(512, low=1)
 
     def validate(self) -> None:
-        if not len(self.channels) == len(self.depths) == len(self.attention):
-            raise ConfigError("world_model.reward_end: channels, depths and attention need one entry per level")
+        _check_levels("world_model.reward_end", self.channels, self.depths, self.attention)
 
 
 @dataclass(frozen=True)
@@ -212,9 +207,7 @@ class ActorCriticConfig:
     grad_clip: float = option(100.0, low=0.0)
 
     def validate(self) -> None:
-        if len(self.channels) != len(self.downsample) or any(d not in (0, 1) for d in self.downsample):
-            raise ConfigError(f"actor_critic.downsample: {self.downsample!r} needs one 0 or 1 per stage of "
-                              f"channels {self.channels!r}")
+        _check_stages("actor_critic", self.channels, self.downsample)
 
 
 @dataclass(frozen=True)
@@ -404,6 +397,18 @@ def describe(cfg: Any, prefix: str = "") -> list[str]:
 
 # ----------------------------------------------------------------------------------------------
 # Helpers
+
+
+def _check_stages(section: str, channels: tuple[int, ...], downsample: tuple[int, ...]) -> None:
+    if len(channels) != len(downsample) or any(d not in (0, 1) for d in downsample):
+        raise ConfigError(f"{section}.downsample: {downsample!r} needs one 0 or 1 per stage of channels {channels!r}")
+
+
+def _check_levels(section: str, channels: tuple[int, ...], depths: tuple[int, ...], attention: tuple[int, ...]
+                  ) -> None:
+    if not len(channels) == len(depths) == len(attention):
+        raise ConfigError(f"{section}: channels, depths and attention need one entry per level, got "
+                          f"{channels!r}, {depths!r}, {attention!r}")
 
 
 def _did_you_mean(word: str, candidates: Sequence[str]) -> str:

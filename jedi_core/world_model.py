@@ -91,8 +91,7 @@ class WorldModel(nn.Module):
         return self.encoder(frames)
 
     def forward(self, batch: TorchBatch) -> tuple[Tensor, dict[str, float]]:
-        cfg, context_length = self.cfg, self.context_length
-        frames_needed = context_length + cfg.num_targets
+        frames_needed = self.context_length + self.cfg.num_targets
         if batch.obs.shape[1] < frames_needed:
             raise ValueError(f"segments of {batch.obs.shape[1]} frames are too short: the world model needs "
                              f"context_length + num_targets = {frames_needed}")

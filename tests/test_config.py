@@ -98,3 +98,14 @@ def test_apply_overrides_does_not_mutate():
     base = make_config("smoke")
     changed = apply_overrides(base, ["seed=5"])
     assert base.seed == 0 and changed.seed == 5
+
+
+def test_model_section_shapes_are_checked():
+    with pytest.raises(ConfigError, match=r"world_model\.encoder\.downsample: \(1, 1\) needs one 0 or 1 per stage"):
+        make_config("smoke", ["world_model.encoder.downsample=1,1"])
+    with pytest.raises(ConfigError, match=r"actor_critic\.downsample"):
+        make_config("smoke", ["actor_critic.downsample=0,2"])
+    with pytest.raises(ConfigError, match=r"world_model\.denoiser: channels, depths and attention need one entry"):
+        make_config("smoke", ["world_model.denoiser.depths=1,1"])
+    with pytest.raises(ConfigError, match=r"world_model\.reward_end: channels, depths and attention"):
+        make_config("smoke", ["world_model.reward_end.attention=0,0"])
