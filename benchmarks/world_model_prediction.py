@@ -25,7 +25,7 @@ from jedi_core.diagnostics import prediction_errors
 from jedi_core.envs import env_num_actions
 from jedi_core.io import atomic_write_text
 from jedi_core.runtime import resolve_device, seed_everything
-from jedi_core.world_model import build_world_model
+from jedi_core.world_model import build_world_model, sample_training_batch
 
 
 def main() -> None:
@@ -52,7 +52,7 @@ def main() -> None:
     wm = cfg.world_model
     history, started = [], time.perf_counter()
     for update in range(1, args.updates + 1):
-        batch = train.sample(wm.batch_size, wm.segment_steps, rng, cfg.replay.sample_weights).to_torch(device)
+        batch = sample_training_batch(train, wm, rng, cfg.replay.sample_weights).to_torch(device)
         logs = model.training_step(batch, optimizer, scheduler)
         if update % args.eval_every == 0 or update == args.updates:
             errors = prediction_errors(model, held_out, args.horizon, args.rollouts, np.random.default_rng(1), device)

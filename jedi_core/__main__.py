@@ -1,8 +1,9 @@
 """Command line: ``python -m jedi_core <command>`` (also installed as ``jedi``).
 
 Commands: ``train`` (train an agent, resuming if its run folder has a checkpoint), ``evaluate`` (score a
-trained run), ``report`` (turn finished runs into the paper's tables and a figure), ``games`` (the
-Atari100k games and their action counts), ``config`` (print a preset with overrides applied).
+trained run; ``--video`` adds mp4s of the agent and of its imagination), ``report`` (turn finished runs into
+the paper's tables and a figure), ``games`` (the Atari100k games and their action counts), ``config`` (print
+a preset with overrides applied).
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ EPILOG = """examples:
   python -m jedi_core train --game Breakout --preset atari100k --seed 0   # a full run on a GPU
   python -m jedi_core train --game Pong --preset smoke                    # every code path in minutes on a CPU
   python -m jedi_core train --preset diamond --game Breakout              # the pixel-diffusion baseline
-  python -m jedi_core train --env toy --preset smoke                      # the toy Catch game
-  python -m jedi_core evaluate runs/jedi_smoke_Pong_seed0 --episodes 10
+  python -m jedi_core train --preset toy                                  # learns the toy Catch game on a CPU
+  python -m jedi_core evaluate runs/jedi_smoke_Pong_seed0 --episodes 10 --video
   python -m jedi_core report runs/                 # every finished run below runs/
   python -m jedi_core report runs/a runs/b --out my_report --baselines DIAMOND IRIS
   python -m jedi_core games
@@ -52,6 +53,11 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--episodes", type=int, default=100)
     evaluate.add_argument("--seed", type=int, default=12345)
     evaluate.add_argument("--device", default=None)
+    evaluate.add_argument("--video", action="store_true",
+                          help="also write RUN_DIR/videos/agent.mp4 and agent_vs_imagination.mp4 (the real episode "
+                               "beside the world model's open-loop imagination of it under the same actions)")
+    evaluate.add_argument("--probe-updates", type=int, default=500,
+                          help="JEDI runs trained without a decoder probe: updates to fit one for the video")
 
     report = commands.add_parser(
         "report", help="tables and a figure from finished runs, beside the published baselines",
@@ -122,23 +128,23 @@ def _train(args: argparse.Namespace) -> None:
 
 
 def _evaluate(args: argparse.Namespace) -> None:
-    import json
     from pathlib import Path
 
     import numpy as np
 
-    from jedi_core.trainer import CONFIG_FILE, Trainer, evaluate
+    from jedi_core.trainer import evaluate, load_run
 
-    run_dir = Path(args.run_dir)
-    if not (run_dir / CONFIG_FILE).is_file():
-        raise FileNotFoundError(f"{run_dir} has no {CONFIG_FILE}: is it a run folder made by `train`?")
-    cfg = config_lib.from_dict(json.loads((run_dir / CONFIG_FILE).read_text()))
-    if args.device is not None:
-        cfg = config_lib.apply_overrides(cfg, [f"device={args.device}"])
-    trainer = Trainer(cfg, run_dir, quiet=True)
-    trainer.load_checkpoint()
-    returns = evaluate(trainer.agent, cfg, args.episodes, seed=args.seed)
-    print(f"{run_dir}: mean return {np.mean(returns):.2f} +- {np.std(returns):.2f} over {len(returns)} episodes")
+    if args.episodes < 1:
+        raise ValueError(f"--episodes must be at least 1, got {args.episodes}")
+    cfg, agent, replay = load_run(args.run_dir, args.device)
+    returns = evaluate(agent, cfg, args.episodes, seed=args.seed)
+    print(f"{args.run_dir}: mean return {np.mean(returns):.2f} +- {np.std(returns):.2f} over {len(returns)} episodes")
+    if args.video:
+        from jedi_core.video import write_videos
+
+        for path in write_videos(agent, cfg, Path(args.run_dir) / "videos", args.seed, replay,
+                                 args.probe_updates).values():
+            print(f"wrote {path}")
 
 
 def _print_parameter_counts(cfg: config_lib.Config) -> None:

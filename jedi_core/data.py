@@ -286,11 +286,13 @@ class ReplayBuffer:
         return sum(e.nbytes for e in self.episodes)
 
     def sample(self, batch_size: int, num_steps: int, rng: np.random.Generator,
-               group_weights: Sequence[float] = (0.1, 0.1, 0.1, 0.7), pad_after: bool = False) -> Batch:
+               group_weights: Sequence[float] = (0.1, 0.1, 0.1, 0.7), pad_after: bool = False,
+               avoid_terminal_end: bool = False) -> Batch:
         """``batch_size`` windows of ``num_steps`` transitions from recency-weighted episodes.
 
         Without ``pad_after`` a window ends at a uniformly drawn step of its episode and is padded only
-        before the start (world-model contexts); with it, windows may also run past the end.
+        before the start; with it, windows may also run past the end. ``avoid_terminal_end`` keeps windows
+        from ending on a terminated episode's last frame (imagination cannot go on from a terminal state).
         """
         lengths = [e.num_steps for e in self.episodes]
         chosen = rng.choice(len(self.episodes), size=batch_size, p=recency_weights(lengths, group_weights))
@@ -300,7 +302,9 @@ class ReplayBuffer:
             if pad_after:
                 start = int(rng.integers(1 - num_steps, length))
             else:
-                start = int(rng.integers(1, length + 1)) - num_steps
+                last = length - 1 if avoid_terminal_end and length > 1 and self.episodes[index].terminated[-1] \
+                    else length
+                start = int(rng.integers(1, last + 1)) - num_steps
             segments.append(self.episodes[index].segment(start, num_steps, pad_after=pad_after))
         return Batch.stack(segments)
 

@@ -42,8 +42,11 @@ class Rollout:
 
 def sample_contexts(replay: ReplayBuffer, batch_size: int, context_length: int, rng: np.random.Generator,
                     group_weights, device: torch.device | str) -> tuple[Tensor, Tensor]:
-    """Real starting points: (B, L, 3, H, W) float frames and the (B, L - 1) actions between them."""
-    batch = replay.sample(batch_size, context_length - 1, rng, group_weights).to_torch(device)
+    """Real starting points: (B, L, 3, H, W) float frames and the (B, L - 1) actions between them.
+
+    A context never ends on a terminal frame: the world model has never seen what follows one.
+    """
+    batch = replay.sample(batch_size, context_length - 1, rng, group_weights, avoid_terminal_end=True).to_torch(device)
     return batch.obs, batch.actions
 
 

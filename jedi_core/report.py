@@ -95,8 +95,18 @@ def _is_number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def _is_toy_run(file: Path) -> bool:
+    try:
+        return json.loads(file.read_text(encoding="utf-8")).get("game") == "toy"
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+        return False  # RunResult.load reports what is wrong with it
+
+
 def find_runs(paths: Iterable[str | os.PathLike]) -> list[RunResult]:
-    """Load every run under ``paths``: each is a run folder or a folder searched recursively."""
+    """Load every run under ``paths``: each is a run folder or a folder searched recursively.
+
+    A search skips toy-game runs (``--preset toy``): they are not Atari100k results.
+    """
     runs: dict[Path, RunResult] = {}  # keyed by file, so overlapping paths do not count a run twice
     for root in map(Path, paths):
         if not root.exists():
@@ -110,6 +120,12 @@ def find_runs(paths: Iterable[str | os.PathLike]) -> list[RunResult]:
         if not found:
             raise ValueError(f"{root} has no {FINAL_SCORES_FILE} (searched recursively): has the run "
                              "finished its final evaluation?")
+        if found[0].parent != root:  # a search: skip toy-game runs, which are not Atari100k results
+            atari = [file for file in found if not _is_toy_run(file)]
+            if not atari:
+                raise ValueError(f"{root} holds only toy-game runs ({len(found)}); reports cover the Atari100k "
+                                 "games (train one with --game GAME)")
+            found = atari
         for file in found:
             runs.setdefault(file.resolve(), RunResult.load(file.parent))
     seen: dict[tuple[str, str, int], Path] = {}

@@ -25,13 +25,14 @@ from tqdm.auto import tqdm
 
 import jedi_core
 from jedi_core.agent import Agent
-from jedi_core.config import Config, to_dict
+from jedi_core.config import Config, apply_overrides, from_dict, to_dict
 from jedi_core.data import ReplayBuffer
 from jedi_core.envs import env_num_actions, make_env
 from jedi_core.imagination import actor_critic_loss, imagine, sample_contexts
 from jedi_core.io import atomic_write_bytes, atomic_write_text
 from jedi_core.report import FINAL_SCORES_FILE
 from jedi_core.runtime import resolve_device, seed_everything
+from jedi_core.world_model import sample_training_batch
 
 CHECKPOINT_FILE, CONFIG_FILE, METRICS_FILE, REPLAY_DIR = "checkpoint.pt", "config.json", "metrics.jsonl", "replay"
 CHECKPOINT_VERSION = 1
@@ -183,8 +184,8 @@ class Trainer:
 
     def train_world_model(self) -> dict[str, float]:
         wm_cfg = self.cfg.world_model
-        batch = self.replay.sample(wm_cfg.batch_size, wm_cfg.segment_steps, self.rng,
-                                   self.cfg.replay.sample_weights).to_torch(self.device)
+        batch = sample_training_batch(self.replay, wm_cfg, self.rng, self.cfg.replay.sample_weights).to_torch(
+            self.device)
         logs = self.agent.world_model.training_step(batch, self.wm_optimizer, self.wm_scheduler)
         self.counters["world_model_updates"] += 1
         return logs
@@ -239,10 +240,7 @@ class Trainer:
 
     def load_checkpoint(self) -> None:
         path = self.run_dir / CHECKPOINT_FILE
-        state = torch.load(path, map_location=self.device, weights_only=False)
-        if state.get("version") != CHECKPOINT_VERSION:
-            raise IncompatibleCheckpoint(f"{path} is checkpoint version {state.get('version')}; this jedi_core "
-                                         f"({jedi_core.__version__}) reads version {CHECKPOINT_VERSION}")
+        state = _read_checkpoint(path, self.device)
         differences = _config_differences(state["config"], to_dict(self.cfg))
         if differences - RESUMABLE_CHANGES:
             saved = state["config"]
@@ -294,6 +292,31 @@ def _config_differences(saved: dict, current: dict, prefix: str = "") -> set[str
         elif a != b:
             differences.add(prefix + key)
     return differences
+
+
+def load_run(run_dir: str | Path, device: str | None = None) -> tuple[Config, Agent, ReplayBuffer]:
+    """A run folder's config, its agent with the last checkpoint's weights, and its replay (for evaluation)."""
+    run_dir = Path(run_dir)
+    for name in (CONFIG_FILE, CHECKPOINT_FILE):
+        if not (run_dir / name).is_file():
+            raise FileNotFoundError(f"{run_dir} has no {name}: is it a run folder made by `train` (and has it "
+                                    "saved a checkpoint yet)?")
+    cfg = from_dict(json.loads((run_dir / CONFIG_FILE).read_text()))
+    if device is not None:
+        cfg = apply_overrides(cfg, [f"device={device}"])
+    device = resolve_device(cfg.device)
+    state = _read_checkpoint(run_dir / CHECKPOINT_FILE, device)
+    agent = Agent(cfg, env_num_actions(cfg.env)).to(device)
+    agent.load_state_dict(state["agent"])
+    return cfg, agent, ReplayBuffer.load(run_dir / REPLAY_DIR)
+
+
+def _read_checkpoint(path: Path, device: torch.device) -> dict:
+    state = torch.load(path, map_location=device, weights_only=False)
+    if state.get("version") != CHECKPOINT_VERSION:
+        raise IncompatibleCheckpoint(f"{path} is checkpoint version {state.get('version')}; this jedi_core "
+                                     f"({jedi_core.__version__}) reads version {CHECKPOINT_VERSION}")
+    return state
 
 
 def default_run_dir(cfg: Config) -> Path:

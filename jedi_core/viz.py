@@ -30,3 +30,81 @@ def show_frames(frames: Sequence[np.ndarray] | np.ndarray, titles: Sequence[str]
                 spine.set_linewidth(3)
     figure.tight_layout()
     return figure
+
+
+def plot_learning_curve(records: Sequence[dict], title: str = "", optimal: float | None = None,
+                        random: float | None = None, random_steps: int = 0, eval_episodes: int | None = None):
+    """Evaluation and training returns against env steps, from a run's ``metrics.jsonl`` records.
+
+    ``random_steps`` shades the initial random-policy collection; ``eval_episodes`` labels the evaluations.
+    """
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(6, 3.6))
+    evaluated = [r for r in records if "eval_return" in r]
+    trained = [r for r in records if "train_return" in r]
+    if random_steps:
+        axis.axvspan(0, random_steps, color="0.92", label="random-policy collection")
+    if trained:
+        axis.plot([r["env_steps"] for r in trained], [r["train_return"] for r in trained], color="0.6",
+                  label="training episodes (last 20, epsilon 0.01)")
+    if evaluated:
+        axis.plot([r["env_steps"] for r in evaluated], [r["eval_return"] for r in evaluated], "o-",
+                  color="tab:blue", label=f"evaluation ({eval_episodes or '?'} episodes, sampled policy)")
+    for value, name, style in ((optimal, "optimal", "--"), (random, "random policy", ":")):
+        if value is not None:
+            axis.axhline(value, color="k", linestyle=style, linewidth=1, label=name)
+    axis.set_xlim(left=0)
+    axis.set_xlabel("env steps")
+    axis.set_ylabel("return")
+    axis.set_title(title)
+    axis.legend(fontsize=8, loc="center left")  # over the random-collection phase, where no curve is yet
+    figure.tight_layout()
+    return figure
+
+
+def plot_hns_by_game(hns_by_game: dict[str, float], human_optimal: Sequence[str], title: str = ""):
+    """Per-game HNS as bars sorted by value, Human-Optimal games in one colour and Agent-Optimal in another.
+
+    A symlog axis: linear up to human level (HNS 1), logarithmic beyond, so both halves stay readable.
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
+
+    games = sorted(hns_by_game, key=hns_by_game.get)
+    colours = ["tab:orange" if game in human_optimal else "tab:blue" for game in games]
+    figure, axis = plt.subplots(figsize=(max(6.0, 0.38 * len(games) + 2), 3.8))
+    axis.bar(range(len(games)), [hns_by_game[g] for g in games], color=colours)
+    axis.set_yscale("symlog", linthresh=1.0)
+    ticks = [t for t in (0, 0.25, 0.5, 1, 2, 5, 10, 20, 50) if t <= max(1.0, max(hns_by_game.values())) * 1.5]
+    axis.set_yticks(ticks, [f"{t:g}" for t in ticks])
+    axis.axhline(1.0, color="k", linestyle="--", linewidth=0.8)
+    axis.set_xticks(range(len(games)), games, rotation=70, ha="right", fontsize=8)
+    axis.set_ylabel("HNS (symlog)")
+    axis.set_title(title)
+    axis.legend(handles=[Patch(color="tab:orange", label="Human-Optimal half"),
+                         Patch(color="tab:blue", label="Agent-Optimal half"),
+                         plt.Line2D([], [], color="k", linestyle="--", label="human level")], fontsize=8)
+    figure.tight_layout()
+    return figure
+
+
+def plot_intervals(summaries: dict[str, dict], names: Sequence[str] = ("mean", "median", "iqm", "optimality_gap")):
+    """rliable-style interval plot: one panel per aggregate, a point and its 95% CI per method."""
+    import matplotlib.pyplot as plt
+
+    methods = list(summaries)
+    figure, axes = plt.subplots(1, len(names), figsize=(3.0 * len(names), 0.45 * len(methods) + 1.2),
+                                sharey=True, squeeze=False)
+    for axis, name in zip(axes[0], names, strict=True):
+        for row, method in enumerate(methods):
+            low, high = summaries[method][f"{name}_ci"]
+            axis.plot([low, high], [row, row], linewidth=6, alpha=0.5, color=f"C{row}")
+            axis.plot(summaries[method][name], row, "|", color="k", markersize=12)
+        axis.set_title(name.replace("_", " "))
+        axis.set_yticks(range(len(methods)), methods)
+        axis.grid(axis="x", alpha=0.3)
+    axes[0][0].invert_yaxis()
+    figure.supxlabel("human-normalised score (95% stratified-bootstrap CI)", fontsize=9)
+    figure.tight_layout()
+    return figure

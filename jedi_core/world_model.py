@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from jedi_core.config import Config, WorldModelConfig
-from jedi_core.data import TorchBatch
+from jedi_core.data import Batch, ReplayBuffer, TorchBatch
 from jedi_core.nn.blocks import Conv3x3, GroupNorm, SmallResBlock, Upsample
 from jedi_core.nn.diffusion import Denoiser, DenoiserNet
 from jedi_core.nn.encoder import LatentEncoder, latent_clamp
@@ -256,6 +256,18 @@ def _make_reward_end(cfg: WorldModelConfig, num_actions: int, channels: int, siz
     r = cfg.reward_end
     return RewardEndModel(channels, size, num_actions, r.cond_channels, r.depths, r.channels,
                           [bool(a) for a in r.attention], r.lstm_dim)
+
+
+def sample_training_batch(replay: ReplayBuffer, cfg: WorldModelConfig, rng, group_weights=(0.1, 0.1, 0.1, 0.7)
+                          ) -> Batch:
+    """A world-model batch: ``batch_size`` windows of ``segment_steps`` transitions, padded on both sides.
+
+    Windows may run past an episode's end (as DIAMOND's reward/end windows do), so a terminal transition can
+    sit at any position of the window, as it does along an imagined rollout. With windows that end inside
+    the episode it could only be the last one, and the reward/end LSTM learns that position instead of
+    looking at the frames. Diffusion targets that land on padding are masked out of the loss.
+    """
+    return replay.sample(cfg.batch_size, cfg.segment_steps, rng, group_weights, pad_after=True)
 
 
 def build_world_model(cfg: Config, num_actions: int) -> WorldModel:

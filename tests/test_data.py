@@ -97,6 +97,20 @@ def test_sampled_windows_end_inside_the_episode_and_pad_only_before():
     assert (~padded.mask_padding[:, -1]).any() and padded.mask_padding.any(axis=1).all()
 
 
+def test_imagination_contexts_never_end_on_a_terminal_frame():
+    buffer = _buffer([3, 7])  # terminated episodes; frame t of episode i holds 10 * i + t
+    assert all(episode.terminated[-1] for episode in buffer.episodes)
+    for avoid in (False, True):
+        batch = buffer.sample(512, 3, np.random.default_rng(0), avoid_terminal_end=avoid)
+        last_value = batch.obs[:, -1, 0, 0, 0].astype(int)
+        episode, step = last_value // 10, last_value % 10
+        lengths = np.array([3, 7])[episode]
+        ends_on_terminal = step == lengths
+        assert ends_on_terminal.any() != avoid
+    # Every other end frame is still drawn, the first one included.
+    assert set(step[episode == 0]) == {1, 2}
+
+
 def test_recency_weights_give_the_newest_quarter_its_share():
     weights = recency_weights([5] * 40)
     assert weights[30:].sum() == pytest.approx(0.7) and weights[:10].sum() == pytest.approx(0.1)

@@ -130,3 +130,13 @@ def test_unequal_seeds_and_duplicates(runs_dir, tmp_path):
     write_run(tmp_path / "copy", "JEDI", "Pong", 2, [3.0])
     with pytest.raises(ValueError, match="Two runs of JEDI on Pong with seed 2"):
         find_runs([runs_dir, tmp_path / "copy"])
+
+
+def test_a_search_skips_toy_game_runs_but_not_only_toy_runs(runs_dir, tmp_path):
+    write_run(runs_dir / "toy_run", "JEDI", "toy", 0, [1.0, 1.0])  # what `train --preset toy` writes
+    assert len(find_runs([runs_dir])) == 12 and all(run.game != "toy" for run in find_runs([runs_dir]))
+    write_run(tmp_path / "only_toy" / "a", "JEDI", "toy", 0, [1.0])
+    with pytest.raises(ValueError, match="only toy-game runs"):
+        find_runs([tmp_path / "only_toy"])
+    with pytest.raises(ValueError, match="toy"):  # named directly, it is not silently dropped
+        find_runs([runs_dir / "toy_run"])

@@ -7,10 +7,12 @@ import subprocess
 import sys
 import time
 
+import cv2
 import numpy as np
 import pytest
 import torch
 
+from jedi_core.__main__ import main
 from jedi_core.config import make_config
 from jedi_core.data import ReplayBuffer
 from jedi_core.report import RunResult
@@ -83,6 +85,22 @@ def test_a_finished_run_is_not_trained_again(tmp_path):
     lines = len(_metrics(tmp_path))
     assert Trainer(make_config("smoke", TOY), tmp_path, quiet=True).run() == first
     assert len(_metrics(tmp_path)) == lines
+
+
+def test_evaluate_command_scores_a_run_and_writes_its_videos(tmp_path, capsys):
+    Trainer(make_config("smoke", TOY), tmp_path, quiet=True).run()
+    assert main(["evaluate", str(tmp_path), "--episodes", "3", "--video", "--probe-updates", "3"]) == 0
+    printed = capsys.readouterr().out
+    assert "over 3 episodes" in printed and "agent_vs_imagination.mp4" in printed
+    for name, width in (("agent.mp4", 64), ("agent_vs_imagination.mp4", 2 * 64 + 4)):
+        capture = cv2.VideoCapture(str(tmp_path / "videos" / name))
+        assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 8  # one Catch episode: 7 steps, 8 frames
+        assert int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)) == 4 * width
+
+
+def test_evaluate_command_explains_a_folder_that_is_not_a_run(tmp_path, capsys):
+    assert main(["evaluate", str(tmp_path)]) == 2
+    assert "is it a run folder made by `train`" in capsys.readouterr().err
 
 
 def _fail_on_call(monkeypatch, call_number, error):

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from jedi_core.nn.blocks import Conv3x3, ResEncoder, init_lstm
+from jedi_core.nn.blocks import Conv3x3, GroupNorm, ResEncoder, init_lstm
 
 LSTMState = tuple[Tensor, Tensor]
 
@@ -26,9 +26,23 @@ class RewardEndModel(nn.Module):
         self.action_embedding = nn.Embedding(num_actions, cond_channels)
         self.conv_in = Conv3x3(2 * frame_channels, channels[0])
         self.encoder = ResEncoder(cond_channels, depths, channels, attention)
+        # Not in DIAMOND: the residual stream is unnormalised, and under Adam the zero-initialised branches
+        # grow within tens of updates until the LSTM's gates saturate and its output stops depending on the
+        # input (measured on Catch at lr 1e-3). A norm keeps the LSTM's inputs at unit scale.
+        self.out_norm = GroupNorm(channels[-1])
         feature_size = frame_size // 2 ** (len(channels) - 1)
-        self.lstm = nn.LSTM(channels[-1] * feature_size**2, lstm_dim, batch_first=True)
+        features = channels[-1] * feature_size**2
+        self.lstm = nn.LSTM(features, lstm_dim, batch_first=True)
         init_lstm(self.lstm)
+        # Not in DIAMOND: Adam moves every weight by about lr per step, so the LSTM's input layer, with
+        # thousands of inputs sharing a common (background) component, moves its gate pre-activations
+        # ~fan-in times faster than the small layers around it. At lr 1e-3 it saturated the gates within
+        # ~50 updates, fitting the class prior before any feature was learnt (measured on Catch). Scaling the
+        # input by 1/sqrt(fan-in) and the initial weights by sqrt(fan-in) leaves the function at init
+        # unchanged and divides that speed by sqrt(fan-in) (the muP rule for Adam, in spirit).
+        self.input_scale = features**-0.5
+        with torch.no_grad():
+            self.lstm.weight_ih_l0.div_(self.input_scale)
         self.head = nn.Sequential(nn.Linear(lstm_dim, lstm_dim), nn.SiLU(), nn.Linear(lstm_dim, 3 + 2, bias=False))
 
     def forward(self, frames: Tensor, actions: Tensor, state: LSTMState | None = None
@@ -36,8 +50,8 @@ class RewardEndModel(nn.Module):
         """frames (B, T+1, C, H, W), actions (B, T) -> reward logits (B, T, 3), end logits (B, T, 2), state."""
         batch, steps = actions.shape
         pairs = torch.cat([frames[:, :-1], frames[:, 1:]], dim=2).flatten(0, 1)
-        features = self.encoder(self.conv_in(pairs), self.action_embedding(actions.flatten()))
-        hidden, state = self.lstm(features.reshape(batch, steps, -1), state)
+        features = self.out_norm(self.encoder(self.conv_in(pairs), self.action_embedding(actions.flatten())))
+        hidden, state = self.lstm(features.reshape(batch, steps, -1) * self.input_scale, state)
         logits = self.head(hidden)
         return logits[..., :3], logits[..., 3:], state
 

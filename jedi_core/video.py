@@ -1,0 +1,154 @@
+"""Videos of a trained agent: what it does in the real game, and what its world model imagines meanwhile.
+
+``agent.mp4`` is one evaluation episode. ``agent_vs_imagination.mp4`` puts the real episode on the left and,
+on the right, the world model's *open-loop* imagination of it: burnt in on the first ``context_length`` real
+frames, then fed the same actions the agent took, never seeing another real frame. Where the two panels drift
+apart is where the world model is wrong (DESIGN §4, imagination).
+
+JEDI imagines latents, not pixels; they are drawn by the decoder probe, which learns to draw *detached*
+latents and never trains the encoder. A run trained without the probe gets one fitted here, on its replay.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from jedi_core.agent import Agent
+from jedi_core.config import Config
+from jedi_core.data import ReplayBuffer, frames_to_float
+from jedi_core.envs import make_env
+from jedi_core.world_model import DecoderProbe, WorldModel
+
+
+@dataclass
+class EpisodeRecording:
+    frames: np.ndarray  # (T+1, H, W, 3) uint8, the reset frame first
+    actions: np.ndarray  # (T,)
+    rewards: np.ndarray  # (T,)
+
+
+@torch.no_grad()
+def record_episode(agent: Agent, cfg: Config, seed: int, max_steps: int = 2_000) -> EpisodeRecording:
+    """Play one evaluation episode (sampled policy, epsilon 0), keeping every frame."""
+    env = make_env(cfg.env)
+    agent.eval()
+    obs, _ = env.reset(seed=seed)
+    frames, actions, rewards, state, done = [obs], [], [], agent.initial_state(1), False
+    while not done and len(actions) < max_steps:
+        action, state = agent.act(obs[None], state, epsilon=0.0)
+        obs, reward, terminated, truncated, _ = env.step(int(action[0]))
+        frames.append(obs)
+        actions.append(int(action[0]))
+        rewards.append(float(reward))
+        done = terminated or truncated
+    env.close()
+    return EpisodeRecording(np.stack(frames), np.array(actions, np.int64), np.array(rewards, np.float32))
+
+
+def fit_decoder_probe(world_model: WorldModel, replay: ReplayBuffer, updates: int = 500, batch_size: int = 32,
+                      seed: int = 0) -> DecoderProbe:
+    """Train a fresh :class:`DecoderProbe` on detached latents of replay frames (the encoder is untouched)."""
+    device = next(world_model.parameters()).device
+    probe = DecoderProbe(world_model.latent_shape[0], world_model.cfg.probe_channels).to(device)
+    optimizer = torch.optim.Adam(probe.parameters(), lr=1e-3)
+    episodes = replay.episodes
+    lengths = np.array([len(episode.obs) for episode in episodes])
+    rng = np.random.default_rng(seed)
+    world_model.eval()
+    for _ in range(updates):
+        chosen = rng.choice(len(episodes), size=batch_size, p=lengths / lengths.sum())  # uniform over frames
+        picked = np.stack([episodes[i].obs[rng.integers(lengths[i])] for i in chosen])
+        batch = frames_to_float(torch.from_numpy(picked).to(device))
+        with torch.no_grad():
+            latents = world_model.encode(batch)
+        loss = F.mse_loss(probe(latents), batch)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    return probe.eval()
+
+
+@torch.no_grad()
+def imagine_episode(world_model: WorldModel, recording: EpisodeRecording, probe: DecoderProbe | None,
+                    seed: int = 0) -> np.ndarray:
+    """Open-loop imagination of a recorded episode, as uint8 frames aligned with ``recording.frames``.
+
+    The first ``context_length`` frames are the real ones (the burn-in); every later frame is imagined from
+    the previous imagined ones and the recorded action. ``probe`` draws latents (None: the pixel model).
+    """
+    length = world_model.context_length
+    if len(recording.frames) <= length:
+        return recording.frames.copy()
+    device = next(world_model.parameters()).device
+    world_model.eval()
+    generator = torch.Generator(device).manual_seed(seed)
+    context = frames_to_float(torch.from_numpy(recording.frames[:length]).to(device))[None]
+    actions = torch.from_numpy(recording.actions[:length - 1]).to(device)[None]
+    state = world_model.burn_in(context, actions)
+    imagined = list(recording.frames[:length])
+    for action in recording.actions[length - 1:]:
+        latent, _, _, state = world_model.imagine_step(state, torch.tensor([action], device=device), generator)
+        picture = probe.decode(latent) if probe is not None else latent.clamp(-1, 1)
+        imagined.append(_to_uint8(picture[0]))
+    return np.stack(imagined)
+
+
+def side_by_side(left: np.ndarray, right: np.ndarray, gap: int = 4) -> np.ndarray:
+    """(T, H, W, 3) and (T, H, W, 3) -> (T, H, 2W + gap, 3), a white bar between them."""
+    bar = np.full((*left.shape[:2], gap, 3), 255, np.uint8)
+    return np.concatenate([left, bar, right], axis=2)
+
+
+def write_mp4(path: str | Path, frames: np.ndarray, fps: int = 15, scale: int = 4) -> Path:
+    """Write uint8 RGB frames (T, H, W, 3) as an mp4, upscaled ``scale``x with nearest pixels; atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    height, width = frames.shape[1] * scale, frames.shape[2] * scale
+    partial = path.with_name(f".{path.stem}.partial{path.suffix}")  # cv2 picks the container by extension
+    writer = cv2.VideoWriter(str(partial), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+    if not writer.isOpened():
+        raise RuntimeError(f"OpenCV cannot write mp4 files here (tried {partial})")
+    try:
+        for frame in frames:
+            big = cv2.resize(frame, (width, height), interpolation=cv2.INTER_NEAREST)
+            writer.write(cv2.cvtColor(big, cv2.COLOR_RGB2BGR))
+    finally:
+        writer.release()
+    os.replace(partial, path)
+    return path
+
+
+def write_videos(agent: Agent, cfg: Config, out_dir: str | Path, seed: int, replay: ReplayBuffer | None = None,
+                 probe_updates: int = 500) -> dict[str, Path]:
+    """``agent.mp4`` and ``agent_vs_imagination.mp4`` of one evaluation episode, in ``out_dir``.
+
+    A JEDI run without a decoder probe gets one fitted on ``replay`` for ``probe_updates`` updates.
+    """
+    out_dir = Path(out_dir)
+    recording = record_episode(agent, cfg, seed)
+    world_model = agent.world_model
+    probe = None
+    if cfg.method == "jedi":
+        probe = world_model.probe
+        if probe is None:
+            if replay is None or not replay.episodes:
+                raise ValueError("JEDI's imagined latents need a decoder probe to be drawn: this run has none "
+                                 "and no replay to fit one on")
+            probe = fit_decoder_probe(world_model, replay, probe_updates, seed=seed)
+    imagined = imagine_episode(world_model, recording, probe, seed=seed)
+    fps = 60 // cfg.env.frame_skip if cfg.env.kind == "atari" else 4  # Atari runs at 60 frames a second
+    return {"agent": write_mp4(out_dir / "agent.mp4", recording.frames, fps),
+            "agent_vs_imagination": write_mp4(out_dir / "agent_vs_imagination.mp4",
+                                              side_by_side(recording.frames, imagined), fps)}
+
+
+def _to_uint8(frame: torch.Tensor) -> np.ndarray:
+    """(3, H, W) in [-1, 1] -> (H, W, 3) uint8."""
+    return frame.add(1).mul(127.5).round().clamp(0, 255).byte().permute(1, 2, 0).cpu().numpy()

@@ -1,0 +1,75 @@
+"""Videos: mp4 files that read back frame for frame, and open-loop imagination aligned with the real episode."""
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from jedi_core.agent import Agent
+from jedi_core.collect import collect_random_steps
+from jedi_core.config import make_config
+from jedi_core.data import frames_to_float
+from jedi_core.envs import env_num_actions
+from jedi_core.video import fit_decoder_probe, imagine_episode, record_episode, side_by_side, write_mp4
+
+
+def _read_mp4(path):
+    capture, frames = cv2.VideoCapture(str(path)), []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            return np.stack(frames)
+        frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+
+
+def test_mp4_reads_back_with_every_frame_upscaled(tmp_path):
+    frames = np.zeros((6, 8, 8, 3), np.uint8)
+    for t in range(6):
+        frames[t, :, : t + 1] = (200, 40, 40)  # a red band that widens each frame
+    path = write_mp4(tmp_path / "clip.mp4", frames, fps=5, scale=8)
+    assert path.is_file() and not list(tmp_path.glob(".*partial*"))
+    back = _read_mp4(path)
+    assert back.shape == (6, 64, 64, 3)
+    red_columns = (back[..., 0].astype(int) > 120).mean(axis=1) > 0.5  # (T, 64)
+    assert [int(c.sum()) for c in red_columns] == pytest.approx([8, 16, 24, 32, 40, 48], abs=2)
+
+
+def test_side_by_side_keeps_both_panels():
+    left, right = np.zeros((2, 4, 4, 3), np.uint8), np.full((2, 4, 4, 3), 7, np.uint8)
+    both = side_by_side(left, right, gap=2)
+    assert both.shape == (2, 4, 10, 3)
+    assert (both[:, :, :4] == 0).all() and (both[:, :, 6:] == 7).all() and (both[:, :, 4:6] == 255).all()
+
+
+@pytest.mark.parametrize("preset", ["toy", "smoke_diamond"])
+def test_imagination_video_starts_from_the_real_context(preset):
+    cfg = make_config(preset, ["env.kind=toy"])
+    torch.manual_seed(0)
+    agent = Agent(cfg, env_num_actions(cfg.env))
+    recording = record_episode(agent, cfg, seed=3)
+    assert len(recording.frames) == len(recording.actions) + 1 == 8  # Catch lasts 7 steps
+    probe = None
+    if cfg.method == "jedi":
+        probe = fit_decoder_probe(agent.world_model, collect_random_steps(cfg.env, 50, seed=0), updates=2)
+    imagined = imagine_episode(agent.world_model, recording, probe)
+    context = agent.world_model.context_length
+    assert imagined.shape == recording.frames.shape and imagined.dtype == np.uint8
+    np.testing.assert_array_equal(imagined[:context], recording.frames[:context])
+    assert not np.array_equal(imagined[context:], recording.frames[context:])  # untrained: imagination differs
+
+
+def test_decoder_probe_learns_to_draw_latents_without_touching_the_encoder():
+    cfg = make_config("toy")
+    torch.manual_seed(0)
+    agent = Agent(cfg, env_num_actions(cfg.env))
+    encoder_before = [p.detach().clone() for p in agent.world_model.encoder.parameters()]
+    replay = collect_random_steps(cfg.env, 300, seed=0)
+    frames = frames_to_float(torch.from_numpy(replay.episodes[0].obs))
+    latents = agent.world_model.encode(frames).detach()
+    untrained = fit_decoder_probe(agent.world_model, replay, updates=1)
+    trained = fit_decoder_probe(agent.world_model, replay, updates=300)
+    error = {name: torch.nn.functional.mse_loss(probe(latents), frames).item()
+             for name, probe in (("untrained", untrained), ("trained", trained))}
+    assert error["trained"] < 0.3 * error["untrained"], error
+    for before, after in zip(encoder_before, agent.world_model.encoder.parameters(), strict=True):
+        assert torch.equal(before, after)
