@@ -108,3 +108,21 @@ def plot_intervals(summaries: dict[str, dict], names: Sequence[str] = ("mean", "
     figure.supxlabel("human-normalised score (95% stratified-bootstrap CI)", fontsize=9)
     figure.tight_layout()
     return figure
+
+
+def plot_histories(histories: dict[str, Sequence[dict]], keys: Sequence[str], titles: Sequence[str] | None = None,
+                   log_scale: Sequence[str] = ()):
+    """One panel per logged key, one line per labelled run: ``{label: [logs of update 0, 1, ...]}``."""
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 3.2), squeeze=False)
+    for axis, key, title in zip(axes[0], keys, titles or keys, strict=True):
+        for label, history in histories.items():
+            axis.plot([logs[key] for logs in history], label=label)
+        axis.set_xlabel("update")
+        axis.set_title(title)
+        if key in log_scale:
+            axis.set_yscale("log")
+        axis.legend(fontsize=8)
+    figure.tight_layout()
+    return figure
