@@ -7,6 +7,9 @@ zeroed LSTM state.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+import gymnasium as gym
 import numpy as np
 import torch
 from torch import nn
@@ -47,3 +50,38 @@ class Agent(nn.Module):
 
     def initial_state(self, batch_size: int = 1) -> LSTMState:
         return self.actor_critic.initial_state(batch_size, self.device)
+
+
+@dataclass
+class EpisodeRecording:
+    """One played episode: its actions and rewards, and its frames when they were kept."""
+
+    actions: np.ndarray  # (T,)
+    rewards: np.ndarray  # (T,) float64
+    frames: np.ndarray | None = None  # (T+1, H, W, 3) uint8, the reset frame first
+
+    @property
+    def total_reward(self) -> float:
+        return float(self.rewards.sum())
+
+
+@torch.no_grad()
+def play_episode(agent: Agent, env: gym.Env, seed: int, max_steps: int | None = None, keep_frames: bool = False
+                 ) -> EpisodeRecording:
+    """One evaluation episode: sampled policy, epsilon 0, to the real game over (lost lives do not end it).
+
+    Frames are kept only on request: a full Atari episode can hold 27,000 of them (330 MB).
+    """
+    agent.eval()
+    obs, _ = env.reset(seed=seed)
+    frames, actions, rewards, state, done = [obs], [], [], agent.initial_state(1), False
+    while not done and (max_steps is None or len(actions) < max_steps):
+        action, state = agent.act(obs[None], state, epsilon=0.0)
+        obs, reward, terminated, truncated, _ = env.step(int(action[0]))
+        if keep_frames:
+            frames.append(obs)
+        actions.append(int(action[0]))
+        rewards.append(float(reward))
+        done = terminated or truncated
+    return EpisodeRecording(np.array(actions, np.int64), np.array(rewards, np.float64),
+                            np.stack(frames) if keep_frames else None)

@@ -28,6 +28,8 @@ import torch
 
 from jedi_core.io import atomic_write_bytes
 
+RECENCY_GROUP_WEIGHTS = (0.1, 0.1, 0.1, 0.7)  # DIAMOND's sampling weight of each quarter of the episodes, oldest first
+
 REPLAY_INDEX = "replay.json"
 REPLAY_FORMAT = "jedi-replay"
 REPLAY_VERSION = 1
@@ -230,7 +232,7 @@ def frames_to_float(frames: torch.Tensor) -> torch.Tensor:
 # Sampling
 
 
-def recency_weights(episode_lengths: Sequence[int], group_weights: Sequence[float] = (0.1, 0.1, 0.1, 0.7)
+def recency_weights(episode_lengths: Sequence[int], group_weights: Sequence[float] = RECENCY_GROUP_WEIGHTS
                     ) -> np.ndarray:
     """Probability of sampling each episode (DIAMOND's recency weighting).
 
@@ -286,7 +288,7 @@ class ReplayBuffer:
         return sum(e.nbytes for e in self.episodes)
 
     def sample(self, batch_size: int, num_steps: int, rng: np.random.Generator,
-               group_weights: Sequence[float] = (0.1, 0.1, 0.1, 0.7), pad_after: bool = False,
+               group_weights: Sequence[float] = RECENCY_GROUP_WEIGHTS, pad_after: bool = False,
                avoid_terminal_end: bool = False) -> Batch:
         """``batch_size`` windows of ``num_steps`` transitions from recency-weighted episodes.
 

@@ -24,7 +24,7 @@ import torch
 from tqdm.auto import tqdm
 
 import jedi_core
-from jedi_core.agent import Agent
+from jedi_core.agent import Agent, play_episode
 from jedi_core.config import Config, apply_overrides, from_dict, to_dict
 from jedi_core.data import ReplayBuffer
 from jedi_core.envs import env_num_actions, make_env
@@ -81,17 +81,8 @@ class Collector:
 
 def evaluate(agent: Agent, cfg: Config, episodes: int, seed: int, max_steps: int | None = None) -> list[float]:
     """Mean-return protocol: full episodes (lost lives do not end them), sampled policy, epsilon 0."""
-    env, returns = make_env(cfg.env), []
-    agent.eval()
-    for index in range(episodes):
-        obs, _ = env.reset(seed=seed + index)
-        state, total, steps, done = agent.initial_state(1), 0.0, 0, False
-        while not done:
-            actions, state = agent.act(obs[None], state, epsilon=0.0)
-            obs, reward, terminated, truncated, _ = env.step(int(actions[0]))
-            total, steps = total + float(reward), steps + 1
-            done = terminated or truncated or (max_steps is not None and steps >= max_steps)
-        returns.append(total)
+    env = make_env(cfg.env)
+    returns = [play_episode(agent, env, seed + index, max_steps).total_reward for index in range(episodes)]
     env.close()
     return returns
 

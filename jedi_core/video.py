@@ -12,7 +12,6 @@ latents and never trains the encoder. A run trained without the probe gets one f
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -20,36 +19,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from jedi_core.agent import Agent
+from jedi_core.agent import Agent, EpisodeRecording, play_episode
 from jedi_core.config import Config
 from jedi_core.data import ReplayBuffer, frames_to_float
 from jedi_core.envs import make_env
 from jedi_core.world_model import DecoderProbe, WorldModel
-
-
-@dataclass
-class EpisodeRecording:
-    frames: np.ndarray  # (T+1, H, W, 3) uint8, the reset frame first
-    actions: np.ndarray  # (T,)
-    rewards: np.ndarray  # (T,)
-
-
-@torch.no_grad()
-def record_episode(agent: Agent, cfg: Config, seed: int, max_steps: int = 2_000) -> EpisodeRecording:
-    """Play one evaluation episode (sampled policy, epsilon 0), keeping every frame."""
-    env = make_env(cfg.env)
-    agent.eval()
-    obs, _ = env.reset(seed=seed)
-    frames, actions, rewards, state, done = [obs], [], [], agent.initial_state(1), False
-    while not done and len(actions) < max_steps:
-        action, state = agent.act(obs[None], state, epsilon=0.0)
-        obs, reward, terminated, truncated, _ = env.step(int(action[0]))
-        frames.append(obs)
-        actions.append(int(action[0]))
-        rewards.append(float(reward))
-        done = terminated or truncated
-    env.close()
-    return EpisodeRecording(np.stack(frames), np.array(actions, np.int64), np.array(rewards, np.float32))
 
 
 def fit_decoder_probe(world_model: WorldModel, replay: ReplayBuffer, updates: int = 500, batch_size: int = 32,
@@ -78,7 +52,7 @@ def fit_decoder_probe(world_model: WorldModel, replay: ReplayBuffer, updates: in
 @torch.no_grad()
 def imagine_episode(world_model: WorldModel, recording: EpisodeRecording, probe: DecoderProbe | None,
                     seed: int = 0) -> np.ndarray:
-    """Open-loop imagination of a recorded episode, as uint8 frames aligned with ``recording.frames``.
+    """Open-loop imagination of an episode played with ``keep_frames``, as uint8 frames aligned with its frames.
 
     The first ``context_length`` frames are the real ones (the burn-in); every later frame is imagined from
     the previous imagined ones and the recorded action. ``probe`` draws latents (None: the pixel model).
@@ -90,11 +64,11 @@ def imagine_episode(world_model: WorldModel, recording: EpisodeRecording, probe:
     world_model.eval()
     generator = torch.Generator(device).manual_seed(seed)
     context = frames_to_float(torch.from_numpy(recording.frames[:length]).to(device))[None]
-    actions = torch.from_numpy(recording.actions[:length - 1]).to(device)[None]
-    state = world_model.burn_in(context, actions)
+    actions = torch.from_numpy(recording.actions).to(device)
+    state = world_model.burn_in(context, actions[None, :length - 1])
     imagined = list(recording.frames[:length])
-    for action in recording.actions[length - 1:]:
-        latent, _, _, state = world_model.imagine_step(state, torch.tensor([action], device=device), generator)
+    for step in range(length - 1, len(actions)):
+        latent, _, _, state = world_model.imagine_step(state, actions[step:step + 1], generator)
         picture = probe.decode(latent) if probe is not None else latent.clamp(-1, 1)
         imagined.append(_to_uint8(picture[0]))
     return np.stack(imagined)
@@ -132,7 +106,9 @@ def write_videos(agent: Agent, cfg: Config, out_dir: str | Path, seed: int, repl
     A JEDI run without a decoder probe gets one fitted on ``replay`` for ``probe_updates`` updates.
     """
     out_dir = Path(out_dir)
-    recording = record_episode(agent, cfg, seed)
+    env = make_env(cfg.env)
+    recording = play_episode(agent, env, seed, max_steps=2_000, keep_frames=True)  # 2,000 steps: a 2-minute video
+    env.close()
     world_model = agent.world_model
     probe = None
     if cfg.method == "jedi":

@@ -23,14 +23,16 @@ Imagination: :meth:`WorldModel.burn_in` encodes a real context and warms up the 
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from jedi_core.config import Config, WorldModelConfig
-from jedi_core.data import Batch, ReplayBuffer, TorchBatch
+from jedi_core.data import RECENCY_GROUP_WEIGHTS, Batch, ReplayBuffer, TorchBatch
 from jedi_core.nn.blocks import Conv3x3, GroupNorm, SmallResBlock, Upsample
 from jedi_core.nn.diffusion import Denoiser, DenoiserNet
 from jedi_core.nn.encoder import LatentEncoder, latent_clamp
@@ -258,8 +260,8 @@ def _make_reward_end(cfg: WorldModelConfig, num_actions: int, channels: int, siz
                           [bool(a) for a in r.attention], r.lstm_dim)
 
 
-def sample_training_batch(replay: ReplayBuffer, cfg: WorldModelConfig, rng, group_weights=(0.1, 0.1, 0.1, 0.7)
-                          ) -> Batch:
+def sample_training_batch(replay: ReplayBuffer, cfg: WorldModelConfig, rng: np.random.Generator,
+                          group_weights: Sequence[float] = RECENCY_GROUP_WEIGHTS) -> Batch:
     """A world-model batch: ``batch_size`` windows of ``segment_steps`` transitions, padded on both sides.
 
     Windows may run past an episode's end (as DIAMOND's reward/end windows do), so a terminal transition can

@@ -5,12 +5,12 @@ import numpy as np
 import pytest
 import torch
 
-from jedi_core.agent import Agent
+from jedi_core.agent import Agent, play_episode
 from jedi_core.collect import collect_random_steps
 from jedi_core.config import make_config
 from jedi_core.data import frames_to_float
-from jedi_core.envs import env_num_actions
-from jedi_core.video import fit_decoder_probe, imagine_episode, record_episode, side_by_side, write_mp4
+from jedi_core.envs import env_num_actions, make_env
+from jedi_core.video import fit_decoder_probe, imagine_episode, side_by_side, write_mp4
 
 
 def _read_mp4(path):
@@ -46,7 +46,7 @@ def test_imagination_video_starts_from_the_real_context(preset):
     cfg = make_config(preset, ["env.kind=toy"])
     torch.manual_seed(0)
     agent = Agent(cfg, env_num_actions(cfg.env))
-    recording = record_episode(agent, cfg, seed=3)
+    recording = play_episode(agent, make_env(cfg.env), seed=3, keep_frames=True)
     assert len(recording.frames) == len(recording.actions) + 1 == 8  # Catch lasts 7 steps
     probe = None
     if cfg.method == "jedi":
