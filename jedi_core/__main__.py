@@ -1,8 +1,8 @@
 """Command line: ``python -m jedi_core <command>`` (also installed as ``jedi``).
 
 Commands: ``train`` (train an agent, resuming if its run folder has a checkpoint), ``evaluate`` (score a
-trained run; ``--video`` adds mp4s of the agent and of its imagination), ``report`` (turn finished runs into
-the paper's tables and a figure), ``games`` (the Atari100k games and their action counts), ``config`` (print
+trained run; ``--video`` adds mp4s of the agent and of its imagination), ``export`` (a run's config and agent
+weights in one small file), ``report`` (turn finished runs into the paper's tables and a figure), ``games`` (the Atari100k games and their action counts), ``config`` (print
 a preset with overrides applied).
 """
 
@@ -20,6 +20,7 @@ EPILOG = """examples:
   python -m jedi_core train --preset diamond --game Breakout              # the pixel-diffusion baseline
   python -m jedi_core train --preset toy                                  # learns the toy Catch game on a CPU
   python -m jedi_core evaluate runs/jedi_smoke_Pong_seed0 --episodes 10 --video
+  python -m jedi_core export runs/jedi_toy_toy_seed0 my_agent.pt   # config + weights only
   python -m jedi_core report runs/                 # every finished run below runs/
   python -m jedi_core report runs/a runs/b --out my_report --baselines DIAMOND IRIS
   python -m jedi_core games
@@ -59,6 +60,13 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--probe-updates", type=int, default=500,
                           help="JEDI runs trained without a decoder probe: updates to fit one for the video")
 
+    export = commands.add_parser(
+        "export", help="write a run's config and agent weights to one small file (no optimiser, no replay)",
+        description="Write RUN_DIR's config and agent weights to OUT, a file that load_agent(OUT) reads: for "
+                    "sharing a trained agent, and for the checkpoint the imagination notebook ships.")
+    export.add_argument("run_dir", metavar="RUN_DIR")
+    export.add_argument("out", metavar="OUT", help="the file to write, e.g. assets/catch_toy_agent.pt")
+
     report = commands.add_parser(
         "report", help="tables and a figure from finished runs, beside the published baselines",
         description="Read RUN_DIRS (each a run folder holding final_scores.json, or a folder to search), "
@@ -87,6 +95,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             _train(args)
         elif args.command == "evaluate":
             _evaluate(args)
+        elif args.command == "export":
+            from jedi_core.trainer import export_agent
+
+            print(f"wrote {export_agent(args.run_dir, args.out)}")
         elif args.command == "report":
             from jedi_core.report import write_report
 

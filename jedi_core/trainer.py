@@ -37,6 +37,7 @@ from jedi_core.world_model import sample_training_batch
 CHECKPOINT_FILE, CONFIG_FILE, METRICS_FILE, REPLAY_DIR = "checkpoint.pt", "config.json", "metrics.jsonl", "replay"
 CHECKPOINT_VERSION = 1
 RESUMABLE_CHANGES = {"device"}  # config keys a resumed run may change
+AGENT_FILE_KIND = "jedi-agent"  # an exported agent file (weights only), not a resumable checkpoint
 
 
 class IncompatibleCheckpoint(RuntimeError):
@@ -288,6 +289,49 @@ def _config_differences(saved: dict, current: dict, prefix: str = "") -> set[str
 def load_run(run_dir: str | Path, device: str | None = None) -> tuple[Config, Agent, ReplayBuffer]:
     """A run folder's config, its agent with the last checkpoint's weights, and its replay (for evaluation)."""
     run_dir = Path(run_dir)
+    cfg, agent, _ = _load_run_agent(run_dir, device)
+    return cfg, agent, ReplayBuffer.load(run_dir / REPLAY_DIR)
+
+
+def export_agent(run_dir: str | Path, path: str | Path) -> Path:
+    """Write a run's config and agent weights (no optimiser state, no replay) to one small file, atomically.
+
+    For sharing a trained agent and for the notebooks' shipped checkpoint; read it with :func:`load_agent`.
+    """
+    run_dir, path = Path(run_dir), Path(path)
+    _, agent, counters = _load_run_agent(run_dir, "cpu")
+    saved_config = json.loads((run_dir / CONFIG_FILE).read_text())  # as trained, not the CPU it was loaded on
+    scores_file = run_dir / FINAL_SCORES_FILE
+    final_scores = json.loads(scores_file.read_text()) if scores_file.is_file() else None
+    state = {"kind": AGENT_FILE_KIND, "version": CHECKPOINT_VERSION, "jedi_core": jedi_core.__version__,
+             "config": saved_config, "agent": agent.state_dict(), "counters": counters,
+             "final_scores": final_scores}
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, buffer.getvalue())
+    return path
+
+
+def load_agent(path: str | Path, device: str | None = None) -> tuple[Config, Agent, dict]:
+    """An exported agent file's config, agent (in eval mode) and metadata (counters, final scores)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no agent file at {path} (make one with `python -m jedi_core export RUN_DIR {path}`)")
+    state = _read_checkpoint(path, torch.device("cpu"))
+    if state.get("kind") != AGENT_FILE_KIND:
+        raise IncompatibleCheckpoint(f"{path} is not an exported agent file; a run's checkpoint.pt is read with "
+                                     "load_run(RUN_DIR)")
+    cfg = from_dict(state["config"])
+    if device is not None:
+        cfg = apply_overrides(cfg, [f"device={device}"])
+    agent = Agent(cfg, env_num_actions(cfg.env))
+    agent.load_state_dict(state["agent"])
+    agent = agent.to(resolve_device(cfg.device)).eval()
+    return cfg, agent, {"counters": state["counters"], "final_scores": state["final_scores"]}
+
+
+def _load_run_agent(run_dir: Path, device: str | None) -> tuple[Config, Agent, dict]:
     for name in (CONFIG_FILE, CHECKPOINT_FILE):
         if not (run_dir / name).is_file():
             raise FileNotFoundError(f"{run_dir} has no {name}: is it a run folder made by `train` (and has it "
@@ -299,7 +343,7 @@ def load_run(run_dir: str | Path, device: str | None = None) -> tuple[Config, Ag
     state = _read_checkpoint(run_dir / CHECKPOINT_FILE, device)
     agent = Agent(cfg, env_num_actions(cfg.env)).to(device)
     agent.load_state_dict(state["agent"])
-    return cfg, agent, ReplayBuffer.load(run_dir / REPLAY_DIR)
+    return cfg, agent, state["counters"]
 
 
 def _read_checkpoint(path: Path, device: torch.device) -> dict:

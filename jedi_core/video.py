@@ -125,6 +125,12 @@ def write_videos(agent: Agent, cfg: Config, out_dir: str | Path, seed: int, repl
                                               side_by_side(recording.frames, imagined), fps)}
 
 
+@torch.no_grad()
+def draw_latents(probe: DecoderProbe, latents: torch.Tensor) -> np.ndarray:
+    """(N, C, h, w) latents -> (N, H, W, 3) uint8 pictures drawn by the decoder probe."""
+    return np.stack([_to_uint8(picture) for picture in probe.decode(latents)])
+
+
 def _to_uint8(frame: torch.Tensor) -> np.ndarray:
     """(3, H, W) in [-1, 1] -> (H, W, 3) uint8."""
     return frame.add(1).mul(127.5).round().clamp(0, 255).byte().permute(1, 2, 0).cpu().numpy()

@@ -110,19 +110,235 @@ def plot_intervals(summaries: dict[str, dict], names: Sequence[str] = ("mean", "
     return figure
 
 
+def render_rollout_step(frames: np.ndarray, latents: np.ndarray, rewards: np.ndarray, ends: np.ndarray,
+                        step: int, actions: Sequence[int] | None = None,
+                        action_names: Sequence[str] | None = None, limit: float | None = None):
+    """One step of an imagined rollout: the probe's picture, the latent's channels, and the predicted
+    rewards and ends over the whole rollout with this step marked (DESIGN §7, notebook 04).
+
+    ``frames`` (T, H, W, 3) uint8 and ``latents`` (T, C, h, w) hold the start and every imagined step;
+    ``rewards``, ``ends`` and ``actions`` (T - 1,) belong to the transitions into steps 1..T-1. The latent's
+    colours span +-``limit`` (default: the rollout's largest magnitude, so steps compare at one scale).
+    """
+    import matplotlib.pyplot as plt
+
+    steps = len(frames)
+    figure, (frame_axis, latent_axis, time_axis) = plt.subplots(
+        1, 3, figsize=(12, 3.4), gridspec_kw={"width_ratios": [1, 1, 1.5]})
+    caption = "start (real context)" if step == 0 else f"imagined step {step}"
+    if step > 0 and actions is not None:
+        action = actions[step - 1]
+        caption += f" after {action_names[action] if action_names is not None else action}"
+    frame_axis.imshow(frames[step], interpolation="nearest")
+    frame_axis.set_title(caption, fontsize=9)
+    if limit is None:
+        limit = float(np.abs(latents).max()) or 1.0
+    latent_axis.imshow(latent_mosaic(latents[step]), cmap="RdBu_r", vmin=-limit, vmax=limit, interpolation="nearest")
+    channels, height, width = latents.shape[1:]
+    latent_axis.set_title(f"latent: {channels} channels of {height}x{width} (colours +-{limit:.2g})", fontsize=9)
+    for axis in (frame_axis, latent_axis):
+        axis.set_xticks([])
+        axis.set_yticks([])
+    transitions = np.arange(1, steps)
+    time_axis.bar(transitions, rewards, color=np.where(np.asarray(rewards) >= 0, "tab:green", "tab:red"),
+                  label="reward")
+    ended = np.flatnonzero(np.asarray(ends, dtype=bool)) + 1
+    time_axis.plot(ended, np.zeros(len(ended)), "kx", markersize=10, mew=2, label="end")
+    time_axis.axvline(step, color="tab:blue", alpha=0.5, lw=6)
+    time_axis.set(xlim=(-0.5, steps - 0.5), ylim=(-1.3, 1.3), xlabel="imagined step")
+    time_axis.set_title("predicted rewards and ends (blue: now)", fontsize=9)
+    time_axis.legend(fontsize=8, loc="upper left")
+    figure.tight_layout()
+    return figure
+
+
+def latent_mosaic(latent: np.ndarray, gap: int = 1) -> np.ndarray:
+    """(C, h, w) -> one 2-D image with the channels tiled on a near-square grid, NaN gaps between them."""
+    channels, height, width = latent.shape
+    columns = int(np.ceil(np.sqrt(channels)))
+    rows = -(-channels // columns)
+    mosaic = np.full((rows * (height + gap) - gap, columns * (width + gap) - gap), np.nan)
+    for index in range(channels):
+        row, column = divmod(index, columns)
+        mosaic[row * (height + gap): row * (height + gap) + height,
+               column * (width + gap): column * (width + gap) + width] = latent[index]
+    return mosaic
+
+
+def rollout_viewer(frames: np.ndarray, latents: np.ndarray, rewards: np.ndarray, ends: np.ndarray,
+                   actions: Sequence[int] | None = None, action_names: Sequence[str] | None = None,
+                   interval_ms: int = 700):
+    """An ipywidgets player over an imagined rollout: a play button and a slider over the steps.
+
+    Every step is drawn once, up front (:func:`render_rollout_step`), so scrubbing is instant and needs no
+    kernel round trip per frame beyond swapping a PNG. Works in JupyterLab, Jupyter Notebook and Colab.
+    """
+    import io
+
+    import ipywidgets as widgets
+    import matplotlib.pyplot as plt
+
+    pictures, limit = [], float(np.abs(latents).max()) or 1.0
+    for step in range(len(frames)):
+        figure = render_rollout_step(frames, latents, rewards, ends, step, actions, action_names, limit)
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format="png", dpi=80)
+        plt.close(figure)
+        pictures.append(buffer.getvalue())
+    image = widgets.Image(value=pictures[0], format="png")
+    slider = widgets.IntSlider(value=0, min=0, max=len(frames) - 1, description="step")
+    play = widgets.Play(value=0, min=0, max=len(frames) - 1, interval=interval_ms, description="play")
+    widgets.jslink((play, "value"), (slider, "value"))  # the browser moves the slider while playing
+
+    def show(change):
+        image.value = pictures[change["new"]]
+
+    slider.observe(show, names="value")
+    return widgets.VBox([widgets.HBox([play, slider]), image])
+
+
+def frames_to_gif(frames: np.ndarray, fps: int = 15, scale: int = 2) -> bytes:
+    """uint8 RGB frames (T, H, W, 3) as an animated GIF, upscaled ``scale``x with nearest pixels.
+
+    GIF, not mp4, for showing inside a notebook: every browser plays it, with no codec to match.
+    """
+    import io
+
+    from PIL import Image
+
+    pictures = [Image.fromarray(frame).resize((frame.shape[1] * scale, frame.shape[0] * scale), Image.NEAREST)
+                for frame in frames]
+    buffer = io.BytesIO()
+    pictures[0].save(buffer, format="GIF", save_all=True, append_images=pictures[1:], duration=round(1000 / fps),
+                     loop=0)
+    return buffer.getvalue()
+
+
+def show_video(path, max_frames: int = 600, fps: int = 15, scale: int = 2):
+    """An mp4 written by ``jedi_core.video`` as an inline animated GIF (its first ``max_frames`` frames)."""
+    import cv2
+    from IPython.display import Image
+
+    capture = cv2.VideoCapture(str(path))
+    frames = []
+    while len(frames) < max_frames:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+    capture.release()
+    if not frames:
+        raise FileNotFoundError(f"no video frames could be read from {path}")
+    downscale = max(1, frames[0].shape[0] // 64)  # the mp4s are upscaled for players; undo it before the GIF
+    return Image(data=frames_to_gif(np.stack(frames)[:, ::downscale, ::downscale], fps, scale), format="gif")
+
+
 def plot_histories(histories: dict[str, Sequence[dict]], keys: Sequence[str], titles: Sequence[str] | None = None,
-                   log_scale: Sequence[str] = ()):
-    """One panel per logged key, one line per labelled run: ``{label: [logs of update 0, 1, ...]}``."""
+                   log_scale: Sequence[str] = (), x_key: str | None = None):
+    """One panel per logged key, one line per labelled run: ``{label: [logs of update 0, 1, ...]}``.
+
+    ``x_key`` plots against a logged value (e.g. ``env_steps`` of a run's metrics) instead of the index.
+    """
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 3.2), squeeze=False)
     for axis, key, title in zip(axes[0], keys, titles or keys, strict=True):
         for label, history in histories.items():
-            axis.plot([logs[key] for logs in history], label=label)
-        axis.set_xlabel("update")
+            logged = [logs for logs in history if key in logs]
+            x = [logs[x_key] for logs in logged] if x_key else range(len(logged))
+            axis.plot(x, [logs[key] for logs in logged], label=label)
+        axis.set_xlabel(x_key.replace("_", " ") if x_key else "update")
         axis.set_title(title)
         if key in log_scale:
             axis.set_yscale("log")
         axis.legend(fontsize=8)
+    figure.tight_layout()
+    return figure
+
+
+def plot_noise_levels(train_sigmas: np.ndarray, grid: np.ndarray, curves: dict[str, np.ndarray],
+                      marks: dict[str, Sequence[float]] | None = None, bins: int = 60):
+    """EDM noise levels on a log sigma axis: the training sigmas' histogram (left) and ``curves`` over
+    ``grid`` (right), e.g. the preconditioning weights; ``marks`` draws labelled sets of levels on both."""
+    import matplotlib.pyplot as plt
+
+    figure, (hist_axis, curve_axis) = plt.subplots(1, 2, figsize=(10, 4.4), sharex=True)
+    edges = np.geomspace(min(grid.min(), train_sigmas.min()), max(grid.max(), train_sigmas.max()), bins + 1)
+    # Equal-width bins in log sigma, each bar the fraction of draws: the bell of ln sigma, undistorted.
+    hist_axis.hist(train_sigmas, bins=edges, color="0.6", weights=np.full(len(train_sigmas), 1 / len(train_sigmas)))
+    hist_axis.set(xscale="log", xlabel="sigma (log)", ylabel="fraction of draws per bin",
+                  title="noise levels drawn for training")
+    for name, curve in curves.items():
+        curve_axis.plot(grid, curve, label=name)
+    curve_axis.set(xlabel="sigma (log)", title="preconditioning over sigma")
+    for index, (name, levels) in enumerate((marks or {}).items()):
+        style = (":", "--", "-.")[index % 3]  # marks may coincide, so each set also gets its own dash
+        for axis in (hist_axis, curve_axis):
+            for level_index, level in enumerate(levels):
+                axis.axvline(level, color=f"C{index + len(curves)}", linestyle=style, linewidth=1.4,
+                             label=name if level_index == 0 else None)
+    for axis in (hist_axis, curve_axis):  # below the axes, where they hide no curve
+        axis.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2)
+    figure.tight_layout()
+    return figure
+
+
+def show_denoising_trajectories(states: np.ndarray, denoised: np.ndarray, sigmas: Sequence[float],
+                                size: float = 1.5):
+    """Sampler trajectories as images, two rows per example: the state x at each noise level (and the final
+    sample), and the denoiser's guess D(x, sigma) made from it.
+
+    ``states`` is (K, n + 1, H, W, 3) and ``denoised`` (K, n, H, W, 3) uint8, for n steps at ``sigmas``.
+    """
+    import matplotlib.pyplot as plt
+
+    examples, columns = states.shape[:2]
+    figure, axes = plt.subplots(2 * examples, columns, figsize=(columns * size, 2 * examples * size * 1.05),
+                                squeeze=False)
+    for example in range(examples):
+        top, bottom = axes[2 * example], axes[2 * example + 1]
+        for column in range(columns):
+            top[column].imshow(states[example, column], interpolation="nearest")
+            if example == 0:
+                top[column].set_title(f"sigma = {sigmas[column]:.3g}" if column < columns - 1 else "sample",
+                                      fontsize=9)
+            if column < columns - 1:
+                bottom[column].imshow(denoised[example, column], interpolation="nearest")
+            else:
+                bottom[column].axis("off")
+        top[0].set_ylabel("x", fontsize=9)
+        bottom[0].set_ylabel("D(x, sigma)", fontsize=9)
+    for axis in axes.flat:
+        axis.set_xticks([])
+        axis.set_yticks([])
+    figure.tight_layout()
+    return figure
+
+
+def plot_error_vs_steps(steps: Sequence[int], panels: dict[str, dict[str, Sequence[float]]],
+                        ylabel: str = "RMS error", highlight: int | None = 3, slope: bool = True):
+    """Error against the number of sampler steps on log-log axes: one panel per title, one line per label.
+
+    ``highlight`` marks a step count (JEDI's 3); ``slope`` adds a dotted 1/steps guide (a first-order
+    method's error) through each panel's first line at its last point.
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullLocator
+
+    steps = np.asarray(steps, dtype=float)
+    figure, axes = plt.subplots(1, len(panels), figsize=(5.0 * len(panels), 4.4), squeeze=False)
+    for axis, (title, lines) in zip(axes[0], panels.items(), strict=True):
+        for label, errors in lines.items():
+            axis.plot(steps, errors, "o-", label=label)
+        if slope:
+            last = np.asarray(next(iter(lines.values())), dtype=float)[-1]
+            axis.plot(steps, last * steps[-1] / steps, "k:", linewidth=1, label="1 / steps (first order)")
+        if highlight is not None:
+            axis.axvline(highlight, color="0.5", linewidth=6, alpha=0.3, label=f"{highlight} steps (JEDI)")
+        axis.set(xscale="log", yscale="log", xlabel="Euler steps (denoiser calls)", ylabel=ylabel, title=title)
+        axis.set_xticks(steps, [f"{s:g}" for s in steps])
+        axis.xaxis.set_minor_locator(NullLocator())  # only the measured step counts on x
+        axis.grid(alpha=0.3, which="both")
+        axis.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2)  # below: never on a line
     figure.tight_layout()
     return figure

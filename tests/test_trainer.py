@@ -16,7 +16,15 @@ from jedi_core.__main__ import main
 from jedi_core.config import make_config
 from jedi_core.data import ReplayBuffer
 from jedi_core.report import RunResult
-from jedi_core.trainer import CHECKPOINT_FILE, METRICS_FILE, REPLAY_DIR, IncompatibleCheckpoint, Trainer
+from jedi_core.trainer import (
+    CHECKPOINT_FILE,
+    METRICS_FILE,
+    REPLAY_DIR,
+    IncompatibleCheckpoint,
+    Trainer,
+    load_agent,
+    load_run,
+)
 from jedi_core.world_model import WorldModel
 
 TOY = ["env.kind=toy", "env_steps=200", "training.initial_random_steps=50"]
@@ -96,6 +104,25 @@ def test_evaluate_command_scores_a_run_and_writes_its_videos(tmp_path, capsys):
         capture = cv2.VideoCapture(str(tmp_path / "videos" / name))
         assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 8  # one Catch episode: 7 steps, 8 frames
         assert int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)) == 4 * width
+
+
+def test_export_writes_an_agent_file_that_loads_and_acts_the_same(tmp_path, capsys):
+    cfg = make_config("smoke", TOY)
+    Trainer(cfg, tmp_path / "run", quiet=True).run()
+    assert main(["export", str(tmp_path / "run"), str(tmp_path / "agent.pt")]) == 0
+    assert "wrote" in capsys.readouterr().out
+    loaded_cfg, agent, info = load_agent(tmp_path / "agent.pt")
+    _, original, _ = load_run(tmp_path / "run")
+    assert loaded_cfg == cfg and info["counters"]["env_steps"] == 200
+    assert info["final_scores"]["episode_returns"] == json.loads((tmp_path / "run/final_scores.json").read_text())[
+        "episode_returns"]
+    for (name, value), (_, reference) in zip(agent.state_dict().items(), original.state_dict().items(), strict=True):
+        assert torch.equal(value, reference), name
+    assert (tmp_path / "agent.pt").stat().st_size < (tmp_path / "run" / CHECKPOINT_FILE).stat().st_size / 2
+    with pytest.raises(IncompatibleCheckpoint, match="not an exported agent file"):
+        load_agent(tmp_path / "run" / CHECKPOINT_FILE)
+    with pytest.raises(FileNotFoundError, match="jedi_core export"):
+        load_agent(tmp_path / "missing.pt")
 
 
 def test_evaluate_command_explains_a_folder_that_is_not_a_run(tmp_path, capsys):
