@@ -2,7 +2,8 @@
 
 Commands: ``train`` (train an agent, resuming if its run folder has a checkpoint), ``evaluate`` (score a
 trained run; ``--video`` adds mp4s of the agent and of its imagination), ``export`` (a run's config and agent
-weights in one small file), ``report`` (turn finished runs into the paper's tables and a figure), ``games`` (the Atari100k games and their action counts), ``config`` (print
+weights in one small file), ``report`` (turn finished runs into the paper's tables and a figure), ``bench`` (JEDI against
+pixel diffusion: speed and memory), ``games`` (the Atari100k games and their action counts), ``config`` (print
 a preset with overrides applied).
 """
 
@@ -23,6 +24,7 @@ EPILOG = """examples:
   python -m jedi_core export runs/jedi_toy_toy_seed0 my_agent.pt   # config + weights only
   python -m jedi_core report runs/                 # every finished run below runs/
   python -m jedi_core report runs/a runs/b --out my_report --baselines DIAMOND IRIS
+  python -m jedi_core bench --pair smoke           # JEDI vs pixel diffusion: speed and memory, in seconds
   python -m jedi_core games
   python -m jedi_core config --preset smoke env.game=Pong seed=3
   python -m jedi_core config --preset diamond --params
@@ -79,6 +81,24 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples for the CIs")
     report.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
 
+    bench = commands.add_parser(
+        "bench", help="JEDI against the pixel baseline: training/sampling speed and peak memory, side by side",
+        description="Measure world-model updates/s, imagined transitions/s, actor-critic updates/s and peak memory "
+                    "for a JEDI preset and its pixel-diffusion counterpart with the same batch sizes on one device "
+                    "(each in its own process), print the table with the JEDI/pixel ratios and write JSON.")
+    bench.add_argument("--pair", choices=["paper", "smoke"], default="paper",
+                       help="paper: atari100k vs diamond (default); smoke: the tiny presets (seconds on a CPU)")
+    bench.add_argument("--device", default="auto")
+    bench.add_argument("--batch", type=int, default=32, help="world-model batch size (both presets)")
+    bench.add_argument("--imagination-batches", type=int, nargs="+", default=[32, 128],
+                       help="imagined rollouts per batch to time sampling at (the first is the actor-critic's)")
+    bench.add_argument("--horizon", type=int, default=15)
+    bench.add_argument("--warmup", type=int, default=2)
+    bench.add_argument("--repeats", type=int, default=5)
+    bench.add_argument("--iterations", type=int, default=3, help="calls per timed repeat")
+    bench.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    bench.add_argument("--out", default=None, help="JSON file (default: benchmarks/results/bench_<pair>_<device>.json)")
+
     commands.add_parser("games", help="list the 26 Atari100k games, their action counts and subsets")
 
     show = commands.add_parser("config", help="print a preset's resolved config (with KEY=VALUE overrides)")
@@ -105,6 +125,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             markdown, figure = write_report(args.run_dirs, args.out, baselines=tuple(args.baselines),
                                             reps=args.bootstrap, seed=args.seed)
             print(f"wrote {markdown}\nwrote {figure}")
+        elif args.command == "bench":
+            _bench(args)
         elif args.command == "games":
             _print_games()
         elif args.command == "config":
@@ -157,6 +179,22 @@ def _evaluate(args: argparse.Namespace) -> None:
         for path in write_videos(agent, cfg, Path(args.run_dir) / "videos", args.seed, replay,
                                  args.probe_updates).values():
             print(f"wrote {path}")
+
+
+def _bench(args: argparse.Namespace) -> None:
+    from jedi_core.bench import PAIRS, format_table, run_bench, write_report
+    from jedi_core.runtime import resolve_device
+
+    for name in ("batch", "horizon", "repeats", "iterations"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name} must be at least 1, got {getattr(args, name)}")
+    if min(args.imagination_batches) < 1 or args.warmup < 0:
+        raise ValueError("--imagination-batches must be at least 1 and --warmup at least 0")
+    report = run_bench(PAIRS[args.pair], args.device, args.batch, args.imagination_batches, args.horizon,
+                       args.warmup, args.repeats, args.iterations, threads=args.threads)
+    print(format_table(report))
+    out = args.out or f"benchmarks/results/bench_{args.pair}_{resolve_device(args.device).type}.json"
+    print(f"wrote {write_report(report, out)}")
 
 
 def _print_parameter_counts(cfg: config_lib.Config) -> None:

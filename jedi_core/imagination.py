@@ -94,3 +94,22 @@ def actor_critic_loss(rollout: Rollout, cfg: ActorCriticConfig) -> tuple[Tensor,
     logs.update(imagined_reward=rollout.rewards[alive].sum().item() / rollout.rewards.shape[0],
                 imagined_end_rate=rollout.ends[alive].float().mean().item())
     return loss, logs
+
+
+def actor_critic_training_step(world_model: WorldModel, actor_critic: ActorCritic, frames: Tensor, actions: Tensor,
+                               cfg: ActorCriticConfig, optimizer: torch.optim.Optimizer,
+                               scheduler: torch.optim.lr_scheduler.LRScheduler | None = None) -> dict[str, float]:
+    """One actor-critic update: imagine from the given real contexts, lambda-returns, REINFORCE, clip, step."""
+    world_model.eval()
+    actor_critic.train()
+    rollout = imagine(world_model, actor_critic, frames, actions, cfg.horizon, cfg.temperature)
+    loss, logs = actor_critic_loss(rollout, cfg)
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"actor-critic loss is {loss.item()} (logs: {logs})")
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    logs["grad_norm_actor_critic"] = torch.nn.utils.clip_grad_norm_(actor_critic.parameters(), cfg.grad_clip).item()
+    optimizer.step()
+    if scheduler is not None:
+        scheduler.step()
+    return logs

@@ -28,7 +28,7 @@ from jedi_core.agent import Agent, play_episode
 from jedi_core.config import Config, apply_overrides, from_dict, to_dict
 from jedi_core.data import ReplayBuffer
 from jedi_core.envs import env_num_actions, make_env
-from jedi_core.imagination import actor_critic_loss, imagine, sample_contexts
+from jedi_core.imagination import actor_critic_training_step, sample_contexts
 from jedi_core.io import atomic_write_bytes, atomic_write_text
 from jedi_core.report import FINAL_SCORES_FILE
 from jedi_core.runtime import resolve_device, seed_everything
@@ -186,18 +186,8 @@ class Trainer:
         ac_cfg, world_model = self.cfg.actor_critic, self.agent.world_model
         frames, actions = sample_contexts(self.replay, ac_cfg.batch_size, world_model.context_length, self.rng,
                                           self.cfg.replay.sample_weights, self.device)
-        world_model.eval()
-        self.agent.actor_critic.train()
-        rollout = imagine(world_model, self.agent.actor_critic, frames, actions, ac_cfg.horizon, ac_cfg.temperature)
-        loss, logs = actor_critic_loss(rollout, ac_cfg)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"actor-critic loss is {loss.item()} (logs: {logs})")
-        self.ac_optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        logs["grad_norm_actor_critic"] = torch.nn.utils.clip_grad_norm_(
-            self.agent.actor_critic.parameters(), ac_cfg.grad_clip).item()
-        self.ac_optimizer.step()
-        self.ac_scheduler.step()
+        logs = actor_critic_training_step(world_model, self.agent.actor_critic, frames, actions, ac_cfg,
+                                          self.ac_optimizer, self.ac_scheduler)
         self.counters["actor_critic_updates"] += 1
         return logs
 

@@ -1,0 +1,220 @@
+"""JEDI against pixel diffusion, side by side on one device (DESIGN §6; the paper's efficiency claims).
+
+For each preset, in its own process (so peak memory is its own): world-model training updates per second,
+imagined transitions per second (the denoiser's Euler steps, the reward/end model and the policy, without
+gradient), and actor-critic updates per second (imagination with gradient, the loss, backward, step). Each is
+warmed up first, then timed ``repeats`` times; the median is reported. Both presets get the same batch sizes.
+The replay holds random uint8 frames: speed and memory do not depend on what the pixels show.
+
+``python -m jedi_core bench`` prints the table with the JEDI/pixel ratios and writes JSON with the device,
+versions and settings.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import platform
+import resource
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import jedi_core
+from jedi_core.config import make_config
+from jedi_core.data import ReplayBuffer
+from jedi_core.io import atomic_write_text
+from jedi_core.runtime import resolve_device, seed_everything
+
+PAIRS = {"paper": ("atari100k", "diamond"), "smoke": ("smoke", "smoke_diamond")}
+
+
+def synthetic_replay(num_steps: int, num_actions: int, seed: int = 0, episode_length: int = 200) -> ReplayBuffer:
+    """A replay of random 64x64 frames, actions and rewards, in episodes of ``episode_length`` steps."""
+    rng = np.random.default_rng(seed)
+    replay = ReplayBuffer()
+    while replay.num_steps < num_steps:
+        episode = replay.new_episode(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8))
+        steps = min(episode_length, num_steps - replay.num_steps)
+        for step in range(steps):
+            episode.append(int(rng.integers(num_actions)), float(rng.integers(-1, 2)),
+                           rng.integers(0, 256, (64, 64, 3), dtype=np.uint8), terminated=step == steps - 1)
+    return replay
+
+
+def _median_rate(step: Callable[[], None], work: int, warmup: int, repeats: int, iterations: int,
+                 device: torch.device) -> float:
+    """Median over ``repeats`` of ``work * iterations / seconds`` for ``iterations`` calls, after a warm-up."""
+    for _ in range(warmup):
+        step()
+    rates = []
+    for _ in range(repeats):
+        _synchronize(device)
+        start = time.perf_counter()
+        for _ in range(iterations):
+            step()
+        _synchronize(device)
+        rates.append(work * iterations / (time.perf_counter() - start))
+    return statistics.median(rates)
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def measure_preset(preset: str, settings: dict) -> dict:
+    """All four measurements for one preset (run it in a fresh process for an honest peak memory)."""
+    from jedi_core.agent import Agent
+    from jedi_core.imagination import actor_critic_training_step, imagine, sample_contexts
+    from jedi_core.world_model import sample_training_batch
+
+    overrides = [f"device={settings['device']}", f"world_model.batch_size={settings['world_model_batch']}",
+                 f"actor_critic.batch_size={settings['imagination_batches'][0]}",
+                 f"actor_critic.horizon={settings['horizon']}"]
+    cfg = make_config(preset, overrides)
+    device = resolve_device(cfg.device)
+    rng = seed_everything(0)
+    num_actions = settings["num_actions"]
+    agent = Agent(cfg, num_actions).to(device)
+    world_model, actor_critic = agent.world_model, agent.actor_critic
+    replay = synthetic_replay(settings["replay_steps"], num_actions)
+    wm_optimizer, wm_scheduler = world_model.make_optimizer()
+    ac_optimizer, ac_scheduler = agent.make_actor_critic_optimizer()
+    timing = {key: settings[key] for key in ("warmup", "repeats", "iterations")}
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+    def world_model_update():
+        batch = sample_training_batch(replay, cfg.world_model, rng, cfg.replay.sample_weights).to_torch(device)
+        world_model.training_step(batch, wm_optimizer, wm_scheduler)
+
+    def contexts():
+        return sample_contexts(replay, cfg.actor_critic.batch_size, world_model.context_length, rng,
+                               cfg.replay.sample_weights, device)
+
+    def imagination(batch_size: int) -> Callable[[], None]:
+        def step():
+            frames, actions = sample_contexts(replay, batch_size, world_model.context_length, rng,
+                                              cfg.replay.sample_weights, device)
+            world_model.eval()
+            with torch.no_grad():
+                imagine(world_model, actor_critic, frames, actions, cfg.actor_critic.horizon)
+        return step
+
+    def actor_critic_update():
+        frames, actions = contexts()
+        actor_critic_training_step(world_model, actor_critic, frames, actions, cfg.actor_critic, ac_optimizer,
+                                   ac_scheduler)
+
+    result = {
+        "preset": preset, "method": cfg.method,
+        "world_model_updates_per_s": _median_rate(world_model_update, 1, device=device, **timing),
+        **{f"imagined_transitions_per_s@{batch}": _median_rate(
+            imagination(batch), batch * cfg.actor_critic.horizon, device=device, **timing)
+           for batch in settings["imagination_batches"]},
+        "actor_critic_updates_per_s": _median_rate(actor_critic_update, 1, device=device, **timing),
+        "parameters": world_model.parameter_counts(),
+    }
+    result["projected_update_hours"] = projected_update_hours(cfg, result["world_model_updates_per_s"],
+                                                              result["actor_critic_updates_per_s"])
+    if device.type == "cuda":
+        result["peak_memory_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
+        result["memory_kind"] = "GPU allocator peak"
+    else:
+        # ru_maxrss is in kilobytes on Linux, bytes on macOS.
+        scale = 2**20 if sys.platform == "darwin" else 2**10
+        result["peak_memory_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / scale
+        result["memory_kind"] = "peak RSS of the process (includes the replay and torch itself)"
+    return result
+
+
+def projected_update_hours(cfg, world_model_rate: float, actor_critic_rate: float) -> float:
+    """Hours a full run of ``cfg``'s schedule spends in updates at these rates (env steps and evaluation excluded)."""
+    train = cfg.training
+    collecting = -(-max(cfg.env_steps - train.initial_random_steps, 0) // train.env_steps_per_epoch)
+    epochs = collecting + train.final_training_epochs
+    world_model_updates = train.first_epoch_world_model_updates + (epochs - 1) * train.world_model_updates
+    actor_critic_updates = train.first_epoch_actor_critic_updates + (epochs - 1) * train.actor_critic_updates
+    return (world_model_updates / world_model_rate + actor_critic_updates / actor_critic_rate) / 3600
+
+
+def _measure_in_child(preset: str, settings: dict, queue) -> None:
+    try:
+        if settings.get("threads"):
+            torch.set_num_threads(settings["threads"])
+        queue.put(measure_preset(preset, settings))
+    except BaseException as error:  # report it to the parent instead of dying silently
+        queue.put({"error": f"{type(error).__name__}: {error}"})
+
+
+def run_bench(pair: Sequence[str] = PAIRS["paper"], device: str = "auto", world_model_batch: int = 32,
+              imagination_batches: Sequence[int] = (32, 128), horizon: int = 15, warmup: int = 2, repeats: int = 5,
+              iterations: int = 3, replay_steps: int = 2_000, num_actions: int = 18,
+              threads: int | None = None) -> dict:
+    """Measure the JEDI preset and the pixel preset of ``pair`` with the same settings, each in a fresh process."""
+    jedi_preset, pixel_preset = pair
+    settings = {"device": device, "world_model_batch": world_model_batch,
+                "imagination_batches": list(imagination_batches),
+                "horizon": horizon, "warmup": warmup, "repeats": repeats, "iterations": iterations,
+                "replay_steps": replay_steps, "num_actions": num_actions, "threads": threads}
+    context = multiprocessing.get_context("spawn")
+    results = {}
+    for preset in (jedi_preset, pixel_preset):
+        queue = context.Queue()
+        process = context.Process(target=_measure_in_child, args=(preset, settings, queue))
+        process.start()
+        result = queue.get()
+        process.join()
+        if "error" in result:
+            raise RuntimeError(f"benchmarking preset {preset!r} failed: {result['error']}")
+        results[preset] = result
+    jedi, pixel = results[jedi_preset], results[pixel_preset]
+    ratios = {key: jedi[key] / pixel[key] for key in metric_names(settings)}
+    return {"jedi": jedi, "pixel": pixel, "ratios": ratios, "settings": settings, "environment": _environment(device)}
+
+
+def metric_names(settings: dict) -> list[str]:
+    return ["world_model_updates_per_s", *[f"imagined_transitions_per_s@{b}" for b in settings["imagination_batches"]],
+            "actor_critic_updates_per_s", "peak_memory_mb", "projected_update_hours"]
+
+
+def _environment(device: str) -> dict:
+    resolved = resolve_device(device)
+    return {"device": torch.cuda.get_device_name(resolved) if resolved.type == "cuda" else
+            f"CPU: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads",
+            "torch": torch.__version__, "cuda": torch.version.cuda, "python": platform.python_version(),
+            "jedi_core": jedi_core.__version__, "platform": platform.platform(),
+            "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
+
+
+def format_table(report: dict) -> str:
+    """The measurements as a Markdown table: JEDI, pixel, and the ratio with what the paper reports."""
+    settings = report["settings"]
+    paper = {"world_model_updates_per_s": "2.5x (training)", "actor_critic_updates_per_s": "",
+             "peak_memory_mb": "0.57x (-43%)", "projected_update_hours": "0.39x (38 vs 98 A100-hours)"}
+    jedi, pixel = report["jedi"], report["pixel"]
+    lines = [f"| measure | JEDI ({jedi['preset']}) | pixel ({pixel['preset']}) | JEDI/pixel | paper |",
+             "|---|---|---|---|---|"]
+    for key in metric_names(settings):
+        name = key.replace("_per_s", " per s").replace("_mb", " (MB)").replace("_", " ").replace("@", ", batch ")
+        name = name.replace("projected update hours", "hours of updates in a full run (projected)")
+        lines.append(f"| {name} | {jedi[key]:,.2f} | {pixel[key]:,.2f} | {report['ratios'][key]:.2f}x | "
+                     f"{paper.get(key, '> 3x (sampling)')} |")
+    lines.append(f"\n{report['environment']['device']}; torch {report['environment']['torch']}; world-model batch "
+                 f"{settings['world_model_batch']}, actor-critic batch {settings['imagination_batches'][0]} x horizon "
+                 f"{settings['horizon']}; median of {settings['repeats']} x {settings['iterations']} after "
+                 f"{settings['warmup']} warm-up; memory: {jedi['memory_kind']}.")
+    return "\n".join(lines)
+
+
+def write_report(report: dict, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(report, indent=1))
+    return path

@@ -1,0 +1,69 @@
+"""The efficiency benchmark measures both presets with the same settings and reports honest ratios."""
+
+import json
+
+import pytest
+
+from jedi_core.__main__ import main
+from jedi_core.bench import format_table, metric_names, synthetic_replay
+
+
+def test_synthetic_replay_has_the_asked_steps_in_finished_episodes():
+    replay = synthetic_replay(450, num_actions=4, episode_length=200)
+    assert replay.num_steps == 450 and [e.num_steps for e in replay.episodes] == [200, 200, 50]
+    assert all(e.finished for e in replay.episodes)
+
+
+def test_bench_measures_both_presets_and_their_ratios(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    assert main(["bench", "--pair", "smoke", "--device", "cpu", "--batch", "4", "--imagination-batches", "4", "8",
+                 "--horizon", "3", "--warmup", "1", "--repeats", "2", "--iterations", "1", "--threads", "1",
+                 "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    report = json.loads(out.read_text())
+    assert report["jedi"]["method"] == "jedi" and report["pixel"]["method"] == "diamond"
+    names = metric_names(report["settings"])
+    assert "imagined_transitions_per_s@8" in names
+    for name in names:
+        assert report["jedi"][name] > 0 and report["pixel"][name] > 0
+        assert report["ratios"][name] == pytest.approx(report["jedi"][name] / report["pixel"][name])
+    assert report["environment"]["torch"] and report["settings"]["world_model_batch"] == 4
+    assert "JEDI/pixel" in printed and "imagined transitions per s, batch 8" in printed
+    assert format_table(report).count("\n| ") == len(names)  # one row per measure below the header
+
+
+def test_projected_hours_follow_the_schedule():
+    from jedi_core.bench import projected_update_hours
+    from jedi_core.config import make_config
+
+    cfg = make_config("atari100k")
+    train = cfg.training
+    epochs = (cfg.env_steps - train.initial_random_steps) // train.env_steps_per_epoch + train.final_training_epochs
+    assert epochs == 1000  # 95,000 collected steps in epochs of 100, then 50 training-only epochs
+    updates = train.first_epoch_world_model_updates + (epochs - 1) * train.world_model_updates
+    assert projected_update_hours(cfg, world_model_rate=1.0, actor_critic_rate=float("inf")) == updates / 3600
+
+
+def test_bench_rejects_bad_settings(capsys):
+    assert main(["bench", "--repeats", "0"]) == 2
+    assert "--repeats must be at least 1" in capsys.readouterr().err
+
+
+def test_run_projection_of_a_complete_run_equals_its_logged_time(tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    from jedi_core.config import make_config, to_dict
+
+    spec = importlib.util.spec_from_file_location(
+        "project_run_hours", Path(__file__).resolve().parents[1] / "benchmarks" / "project_run_hours.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    cfg = make_config("toy", ["env_steps=1500"])  # 500 collected steps in epochs of 100: 5 epochs
+    (tmp_path / "config.json").write_text(json.dumps(to_dict(cfg)))
+    records = [{"epoch": e, "epoch_seconds": 100.0 if e == 1 else 10.0 + (5.0 if e % 2 == 0 else 0.0),
+                **({"eval_return": 0.0} if e % 2 == 0 else {})} for e in range(1, 6)]
+    (tmp_path / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in records))
+    projection = module.project(tmp_path)
+    assert projection["epochs_total"] == 5
+    assert projection["projected_hours"] * 3600 == sum(r["epoch_seconds"] for r in records)
