@@ -176,7 +176,8 @@ def run_bench(pair: Sequence[str] = PAIRS["paper"], device: str = "auto", world_
         results[preset] = result
     jedi, pixel = results[jedi_preset], results[pixel_preset]
     ratios = {key: jedi[key] / pixel[key] for key in metric_names(settings)}
-    return {"jedi": jedi, "pixel": pixel, "ratios": ratios, "settings": settings, "environment": _environment(device)}
+    return {"jedi": jedi, "pixel": pixel, "ratios": ratios, "settings": settings,
+            "environment": _environment(device, threads)}
 
 
 def metric_names(settings: dict) -> list[str]:
@@ -184,10 +185,10 @@ def metric_names(settings: dict) -> list[str]:
             "actor_critic_updates_per_s", "peak_memory_mb", "projected_update_hours"]
 
 
-def _environment(device: str) -> dict:
+def _environment(device: str, threads: int | None) -> dict:
     resolved = resolve_device(device)
     return {"device": torch.cuda.get_device_name(resolved) if resolved.type == "cuda" else
-            f"CPU: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads",
+            f"CPU: {platform.processor() or platform.machine()}, {threads or torch.get_num_threads()} torch threads",
             "torch": torch.__version__, "cuda": torch.version.cuda, "python": platform.python_version(),
             "jedi_core": jedi_core.__version__, "platform": platform.platform(),
             "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
