@@ -342,3 +342,40 @@ def plot_error_vs_steps(steps: Sequence[int], panels: dict[str, dict[str, Sequen
         axis.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2)  # below: never on a line
     figure.tight_layout()
     return figure
+
+
+def plot_rollout_errors(errors: dict[str, np.ndarray], baseline: np.ndarray | None = None,
+                        baseline_label: str = "copy the last latent", ylabel: str = "MSE / latent variance",
+                        title: str = "", relative: bool = False):
+    """Open-loop prediction error against the number of imagined steps, one line per labelled model.
+
+    Each array is (H,) for one run or (runs, H) for several; several are drawn as their mean with a band
+    from the lowest to the highest run. ``baseline`` (same shapes) is drawn dashed in grey. ``relative``
+    adds a second panel with each model's error divided by its own step-1 error: how much errors compound.
+    """
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, 2 if relative else 1, figsize=(11.0 if relative else 6.4, 4.0), squeeze=False)
+    models = {label: np.atleast_2d(np.asarray(values, dtype=float)) for label, values in errors.items()}
+    panels = [(axes[0][0], dict(models), ylabel, title)]
+    if baseline is not None:
+        panels[0][1][baseline_label] = np.atleast_2d(np.asarray(baseline, dtype=float))
+    if relative:
+        growth = {label: runs / runs[:, :1] for label, runs in models.items()}
+        panels.append((axes[0][1], growth, "error / the same model's step-1 error", "growth of the error"))
+    for axis, curves, label_y, panel_title in panels:
+        for label, runs in curves.items():
+            style = {"linestyle": "--", "color": "0.45"} if label == baseline_label else {"marker": "o"}
+            steps = np.arange(1, runs.shape[1] + 1)
+            suffix = f" (mean of {len(runs)})" if len(runs) > 1 else ""
+            (line,) = axis.plot(steps, runs.mean(axis=0), label=label + suffix, markersize=4, **style)
+            if len(runs) > 1:
+                axis.fill_between(steps, runs.min(axis=0), runs.max(axis=0), color=line.get_color(), alpha=0.15,
+                                  linewidth=0)
+        axis.set(xlabel="imagined steps (open loop, real actions)", ylabel=label_y, title=panel_title)
+        axis.set_xlim(left=0.5)
+        axis.set_ylim(bottom=0)
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=8, loc="upper left")
+    figure.tight_layout()
+    return figure
