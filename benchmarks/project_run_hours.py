@@ -15,6 +15,7 @@ import statistics
 import sys
 from pathlib import Path
 
+from jedi_core.bench import schedule_epochs
 from jedi_core.config import from_dict
 from jedi_core.trainer import CONFIG_FILE, METRICS_FILE
 
@@ -25,7 +26,7 @@ def project(run_dir: Path) -> dict:
     if len(records) < 3:
         raise SystemExit(f"{run_dir} has {len(records)} logged epochs; at least 3 are needed to project")
     train = cfg.training
-    epochs = -(-(cfg.env_steps - train.initial_random_steps) // train.env_steps_per_epoch) + train.final_training_epochs
+    epochs = schedule_epochs(cfg)
     later = records[1:]
     plain = [r["epoch_seconds"] for r in later if "eval_return" not in r] or [r["epoch_seconds"] for r in later]
     evaluated = [r["epoch_seconds"] for r in later if "eval_return" in r]

@@ -94,21 +94,19 @@ def measure_preset(preset: str, settings: dict) -> dict:
         batch = sample_training_batch(replay, cfg.world_model, rng, cfg.replay.sample_weights).to_torch(device)
         world_model.training_step(batch, wm_optimizer, wm_scheduler)
 
-    def contexts():
-        return sample_contexts(replay, cfg.actor_critic.batch_size, world_model.context_length, rng,
-                               cfg.replay.sample_weights, device)
+    def contexts(batch_size: int):
+        return sample_contexts(replay, batch_size, world_model.context_length, rng, cfg.replay.sample_weights, device)
 
     def imagination(batch_size: int) -> Callable[[], None]:
         def step():
-            frames, actions = sample_contexts(replay, batch_size, world_model.context_length, rng,
-                                              cfg.replay.sample_weights, device)
+            frames, actions = contexts(batch_size)
             world_model.eval()
             with torch.no_grad():
                 imagine(world_model, actor_critic, frames, actions, cfg.actor_critic.horizon)
         return step
 
     def actor_critic_update():
-        frames, actions = contexts()
+        frames, actions = contexts(cfg.actor_critic.batch_size)
         actor_critic_training_step(world_model, actor_critic, frames, actions, cfg.actor_critic, ac_optimizer,
                                    ac_scheduler)
 
@@ -134,11 +132,16 @@ def measure_preset(preset: str, settings: dict) -> dict:
     return result
 
 
-def projected_update_hours(cfg, world_model_rate: float, actor_critic_rate: float) -> float:
-    """Hours a full run of ``cfg``'s schedule spends in updates at these rates (env steps and evaluation excluded)."""
+def schedule_epochs(cfg) -> int:
+    """Epochs in a full run of ``cfg``: collecting epochs after the random steps, then training-only ones."""
     train = cfg.training
     collecting = -(-max(cfg.env_steps - train.initial_random_steps, 0) // train.env_steps_per_epoch)
-    epochs = collecting + train.final_training_epochs
+    return collecting + train.final_training_epochs
+
+
+def projected_update_hours(cfg, world_model_rate: float, actor_critic_rate: float) -> float:
+    """Hours a full run of ``cfg``'s schedule spends in updates at these rates (env steps and evaluation excluded)."""
+    train, epochs = cfg.training, schedule_epochs(cfg)
     world_model_updates = train.first_epoch_world_model_updates + (epochs - 1) * train.world_model_updates
     actor_critic_updates = train.first_epoch_actor_critic_updates + (epochs - 1) * train.actor_critic_updates
     return (world_model_updates / world_model_rate + actor_critic_updates / actor_critic_rate) / 3600
