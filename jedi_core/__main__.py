@@ -97,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--repeats", type=int, default=5)
     bench.add_argument("--iterations", type=int, default=3, help="calls per timed repeat")
     bench.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    bench.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", dest="overrides",
+                       help="config overrides for both presets, e.g. performance.precision=bf16 "
+                            "performance.compile=reduce-overhead")
     bench.add_argument("--out", default=None, help="JSON file (default: benchmarks/results/bench_<pair>_<device>.json)")
 
     commands.add_parser("games", help="list the 26 Atari100k games, their action counts and subsets")
@@ -191,9 +194,10 @@ def _bench(args: argparse.Namespace) -> None:
     if min(args.imagination_batches) < 1 or args.warmup < 0:
         raise ValueError("--imagination-batches must be at least 1 and --warmup at least 0")
     report = run_bench(PAIRS[args.pair], args.device, args.batch, args.imagination_batches, args.horizon,
-                       args.warmup, args.repeats, args.iterations, threads=args.threads)
+                       args.warmup, args.repeats, args.iterations, threads=args.threads, overrides=args.overrides)
     print(format_table(report))
-    out = args.out or f"benchmarks/results/bench_{args.pair}_{resolve_device(args.device).type}.json"
+    variant = "".join(f"_{item.rpartition('.')[2].replace('=', '-')}" for item in args.overrides)
+    out = args.out or f"benchmarks/results/bench_{args.pair}_{resolve_device(args.device).type}{variant}.json"
     print(f"wrote {write_report(report, out)}")
 
 

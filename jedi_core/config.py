@@ -228,6 +228,21 @@ class TrainingConfig:
 
 
 @dataclass(frozen=True)
+class PerformanceConfig:
+    """How fast the same model runs (DESIGN §6). Changes speed and rounding, never the model or the schedule.
+
+    Both are off by default: each is kept on for a preset only once the bench shows it helps on a GPU
+    (``benchmarks/RESULTS.md``). A resumed run may change them.
+    """
+
+    precision: str = option("fp32", choices=("fp32", "bf16"),
+                            help="bf16: autocast the forward passes (weights and optimiser stay fp32)")
+    compile: str = option("off", choices=("off", "default", "reduce-overhead", "max-autotune"),
+                          help="torch.compile the denoiser, the reward/end conv tower and the actor-critic with this mode "
+                               "(reduce-overhead adds CUDA graphs); the first updates are slow while it compiles")
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole configuration of a run."""
 
@@ -243,6 +258,7 @@ class Config:
     world_model: WorldModelConfig = field(default_factory=WorldModelConfig)
     actor_critic: ActorCriticConfig = field(default_factory=ActorCriticConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
+    performance: PerformanceConfig = field(default_factory=PerformanceConfig)
 
     def validate(self) -> None:
         if not (self.device in ("auto", "cpu", "cuda", "mps") or

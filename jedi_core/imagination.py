@@ -22,7 +22,9 @@ from torch import Tensor
 
 from jedi_core.config import ActorCriticConfig
 from jedi_core.data import ReplayBuffer
+from jedi_core.logs import to_floats
 from jedi_core.nn.actor_critic import ActorCritic, lambda_returns, reinforce_loss
+from jedi_core.nn.sampling import sample_categorical
 from jedi_core.world_model import WorldModel
 
 
@@ -56,15 +58,17 @@ def imagine(world_model: WorldModel, actor_critic: ActorCritic, frames: Tensor, 
     state = world_model.burn_in(frames, actions)
     batch = frames.shape[0]
     hidden = actor_critic.initial_state(batch, frames.device)
-    with torch.no_grad():
+    with torch.no_grad(), world_model.autocast():
         for step in range(state.latents.shape[1] - 1):  # burn-in on the context before its last frame
             _, _, hidden = actor_critic(state.latents[:, step], hidden)
     current = state.latents[:, -1]
     logits, values, taken, rewards, ends, latents = [], [], [], [], [], [current]
     for _ in range(horizon):
-        step_logits, value, hidden = actor_critic(current, hidden)
+        with world_model.autocast():
+            step_logits, value, hidden = actor_critic(current, hidden)
+        step_logits, value = step_logits.float(), value.float()
         probabilities = (step_logits.detach() / temperature).softmax(-1)
-        action = torch.multinomial(probabilities, 1, generator=generator).squeeze(-1)
+        action = sample_categorical(probabilities, generator)
         current, reward, end, state = world_model.imagine_step(state, action, generator)
         logits.append(step_logits)
         values.append(value)
@@ -72,8 +76,8 @@ def imagine(world_model: WorldModel, actor_critic: ActorCritic, frames: Tensor, 
         rewards.append(reward)
         ends.append(end)
         latents.append(current)
-    with torch.no_grad():
-        final_value = actor_critic(current, hidden)[1]
+    with torch.no_grad(), world_model.autocast():
+        final_value = actor_critic(current, hidden)[1].float()
     values_t = torch.stack(values, dim=1)
     ends_t = torch.stack(ends, dim=1)
     ended_before = torch.cumsum(ends_t.int(), dim=1) - ends_t.int()
@@ -83,33 +87,40 @@ def imagine(world_model: WorldModel, actor_critic: ActorCritic, frames: Tensor, 
                    alive=ended_before == 0, latents=torch.stack(latents, dim=1))
 
 
-def actor_critic_loss(rollout: Rollout, cfg: ActorCriticConfig) -> tuple[Tensor, dict[str, float]]:
+def actor_critic_loss(rollout: Rollout, cfg: ActorCriticConfig) -> tuple[Tensor, dict[str, Tensor]]:
     """Lambda-returns on the imagined rewards, then REINFORCE with baseline over the steps still alive."""
     no_truncation = torch.zeros_like(rollout.ends)
     returns = lambda_returns(rollout.rewards, rollout.next_values, rollout.ends, no_truncation, cfg.gamma,
                              cfg.lambda_)
     alive = rollout.alive
-    loss, logs = reinforce_loss(rollout.logits[alive], rollout.values[alive], rollout.actions[alive],
-                                returns[alive], cfg.entropy_weight, cfg.value_weight)
-    logs.update(imagined_reward=rollout.rewards[alive].sum().item() / rollout.rewards.shape[0],
-                imagined_end_rate=rollout.ends[alive].float().mean().item())
+    loss, logs = reinforce_loss(rollout.logits, rollout.values, rollout.actions, returns, cfg.entropy_weight,
+                                cfg.value_weight, mask=alive)
+    weights = alive.float()
+    logs.update(imagined_reward=(rollout.rewards * weights).sum() / rollout.rewards.shape[0],
+                imagined_end_rate=(rollout.ends.float() * weights).sum() / weights.sum().clamp(min=1.0))
     return loss, logs
 
 
 def actor_critic_training_step(world_model: WorldModel, actor_critic: ActorCritic, frames: Tensor, actions: Tensor,
                                cfg: ActorCriticConfig, optimizer: torch.optim.Optimizer,
-                               scheduler: torch.optim.lr_scheduler.LRScheduler | None = None) -> dict[str, float]:
-    """One actor-critic update: imagine from the given real contexts, lambda-returns, REINFORCE, clip, step."""
+                               scheduler: torch.optim.lr_scheduler.LRScheduler | None = None, sync: bool = True
+                               ) -> dict[str, float] | dict[str, Tensor]:
+    """One actor-critic update: imagine from the given real contexts, lambda-returns, REINFORCE, clip, step.
+
+    ``sync`` as in :meth:`WorldModel.training_step`: True checks the loss and returns floats; False never
+    waits for the device and returns tensors.
+    """
     world_model.eval()
     actor_critic.train()
     rollout = imagine(world_model, actor_critic, frames, actions, cfg.horizon, cfg.temperature)
-    loss, logs = actor_critic_loss(rollout, cfg)
-    if not torch.isfinite(loss):
-        raise FloatingPointError(f"actor-critic loss is {loss.item()} (logs: {logs})")
+    with world_model.autocast():
+        loss, logs = actor_critic_loss(rollout, cfg)
+    if sync and not torch.isfinite(loss):
+        raise FloatingPointError(f"actor-critic loss is {loss.item()} (logs: {to_floats(logs)})")
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
-    logs["grad_norm_actor_critic"] = torch.nn.utils.clip_grad_norm_(actor_critic.parameters(), cfg.grad_clip).item()
+    logs["grad_norm_actor_critic"] = torch.nn.utils.clip_grad_norm_(actor_critic.parameters(), cfg.grad_clip)
     optimizer.step()
     if scheduler is not None:
         scheduler.step()
-    return logs
+    return to_floats(logs) if sync else logs

@@ -30,13 +30,15 @@ from jedi_core.data import ReplayBuffer
 from jedi_core.envs import env_num_actions, make_env
 from jedi_core.imagination import actor_critic_training_step, sample_contexts
 from jedi_core.io import atomic_write_bytes, atomic_write_text
+from jedi_core.logs import mean_logs, non_finite
+from jedi_core.performance import compile_agent
 from jedi_core.report import FINAL_SCORES_FILE
 from jedi_core.runtime import resolve_device, seed_everything
 from jedi_core.world_model import sample_training_batch
 
 CHECKPOINT_FILE, CONFIG_FILE, METRICS_FILE, REPLAY_DIR = "checkpoint.pt", "config.json", "metrics.jsonl", "replay"
 CHECKPOINT_VERSION = 1
-RESUMABLE_CHANGES = {"device"}  # config keys a resumed run may change
+RESUMABLE_CHANGES = {"device", "performance.precision", "performance.compile"}  # a resumed run may change these
 AGENT_FILE_KIND = "jedi-agent"  # an exported agent file (weights only), not a resumable checkpoint
 
 
@@ -94,6 +96,7 @@ class Trainer:
         self.device = resolve_device(cfg.device)
         seed_everything(cfg.seed)
         self.agent = Agent(cfg, env_num_actions(cfg.env)).to(self.device)
+        compile_agent(self.agent, cfg.performance.compile)
         self.wm_optimizer, self.wm_scheduler = self.agent.world_model.make_optimizer()
         self.ac_optimizer, self.ac_scheduler = self.agent.make_actor_critic_optimizer()
         self.replay = ReplayBuffer()
@@ -152,11 +155,14 @@ class Trainer:
             self._count_steps(steps, collector, bar)
         else:
             self.counters["final_epochs"] += 1
-        logs: dict[str, float] = {}
         wm_updates = train.first_epoch_world_model_updates if first else train.world_model_updates
-        logs.update(self._mean_logs(self.train_world_model() for _ in range(wm_updates)))
         ac_updates = train.first_epoch_actor_critic_updates if first else train.actor_critic_updates
-        logs.update(self._mean_logs(self.train_actor_critic() for _ in range(ac_updates)))
+        # The updates queue work on the device without waiting for it; their logs are read here, once.
+        logs = mean_logs([self.train_world_model() for _ in range(wm_updates)])
+        logs.update(mean_logs([self.train_actor_critic() for _ in range(ac_updates)]))
+        if diverged := non_finite(logs):
+            raise FloatingPointError(f"epoch {self.counters['epoch']}: non-finite {', '.join(diverged)} (logs: {logs}); "
+                                     f"the last good checkpoint in {self.run_dir} is kept")
         if train.eval_every_epochs and self.counters["epoch"] % train.eval_every_epochs == 0:
             logs["eval_return"] = float(np.mean(evaluate(self.agent, cfg, train.periodic_eval_episodes,
                                                          seed=10**6 + self.counters["epoch"])))
@@ -174,20 +180,20 @@ class Trainer:
         self.counters["collector_resets"] = collector.resets
         bar.update(steps)
 
-    def train_world_model(self) -> dict[str, float]:
+    def train_world_model(self) -> dict[str, torch.Tensor]:
         wm_cfg = self.cfg.world_model
         batch = sample_training_batch(self.replay, wm_cfg, self.rng, self.cfg.replay.sample_weights).to_torch(
             self.device)
-        logs = self.agent.world_model.training_step(batch, self.wm_optimizer, self.wm_scheduler)
+        logs = self.agent.world_model.training_step(batch, self.wm_optimizer, self.wm_scheduler, sync=False)
         self.counters["world_model_updates"] += 1
         return logs
 
-    def train_actor_critic(self) -> dict[str, float]:
+    def train_actor_critic(self) -> dict[str, torch.Tensor]:
         ac_cfg, world_model = self.cfg.actor_critic, self.agent.world_model
         frames, actions = sample_contexts(self.replay, ac_cfg.batch_size, world_model.context_length, self.rng,
                                           self.cfg.replay.sample_weights, self.device)
         logs = actor_critic_training_step(world_model, self.agent.actor_critic, frames, actions, ac_cfg,
-                                          self.ac_optimizer, self.ac_scheduler)
+                                          self.ac_optimizer, self.ac_scheduler, sync=False)
         self.counters["actor_critic_updates"] += 1
         return logs
 
@@ -223,7 +229,8 @@ class Trainer:
     def load_checkpoint(self) -> None:
         path = self.run_dir / CHECKPOINT_FILE
         state = _read_checkpoint(path, self.device)
-        differences = _config_differences(state["config"], to_dict(self.cfg))
+        # Through from_dict, so that a section added since the run was saved compares as its default.
+        differences = _config_differences(to_dict(from_dict(state["config"])), to_dict(self.cfg))
         if differences - RESUMABLE_CHANGES:
             saved = state["config"]
             raise IncompatibleCheckpoint(
@@ -254,14 +261,6 @@ class Trainer:
     def _say(self, message: str) -> None:
         if not self.quiet:
             tqdm.write(message)
-
-    @staticmethod
-    def _mean_logs(logs) -> dict[str, float]:
-        collected: dict[str, list[float]] = {}
-        for entry in logs:
-            for key, value in entry.items():
-                collected.setdefault(key, []).append(value)
-        return {key: float(np.mean(values)) for key, values in collected.items()}
 
 
 def _config_differences(saved: dict, current: dict, prefix: str = "") -> set[str]:

@@ -28,16 +28,29 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from jedi_core.config import Config, WorldModelConfig
 from jedi_core.data import RECENCY_GROUP_WEIGHTS, Batch, ReplayBuffer, TorchBatch
+from jedi_core.logs import to_floats
 from jedi_core.nn.blocks import Conv3x3, GroupNorm, SmallResBlock, Upsample
 from jedi_core.nn.diffusion import Denoiser, DenoiserNet
 from jedi_core.nn.encoder import LatentEncoder, latent_clamp
 from jedi_core.nn.reward_end import LSTMState, RewardEndModel
 from jedi_core.optim import linear_warmup, make_adamw
+
+
+def masked_std(values: Tensor, mask: Tensor) -> Tensor:
+    """Per-feature standard deviation over the (B, T) positions where ``mask`` is 1, averaged over features.
+
+    The same number as ``values[mask.bool()].std(0).mean()``, without the boolean indexing that makes the
+    host wait for the device.
+    """
+    weights = mask.reshape(*mask.shape, *([1] * (values.dim() - mask.dim())))
+    count = mask.sum()
+    mean = (values * weights).sum((0, 1)) / count.clamp(min=1.0)
+    variance = ((values - mean).pow(2) * weights).sum((0, 1)) / (count - 1).clamp(min=1.0)
+    return variance.sqrt().mean()
 
 
 def quantize_frames(frames: Tensor) -> Tensor:
@@ -84,6 +97,7 @@ class WorldModel(nn.Module):
         self.cfg = cfg
         self.encoder, self.denoiser, self.reward_end, self.probe = encoder, denoiser, reward_end, probe
         self.context_length = cfg.denoiser.context_length
+        self.precision = "fp32"  # or "bf16": set from ``performance.precision`` by the Agent
         self.latent_shape: tuple[int, int, int]  # (C, h, w) of what encode() returns, set by subclasses
 
     # -- training -------------------------------------------------------------------------------
@@ -92,12 +106,17 @@ class WorldModel(nn.Module):
         """Float frames (..., 3, H, W) in [-1, 1] -> latents (..., C, h, w) (the frames for the pixel model)."""
         return self.encoder(frames)
 
-    def forward(self, batch: TorchBatch) -> tuple[Tensor, dict[str, float]]:
+    def forward(self, batch: TorchBatch) -> tuple[Tensor, dict[str, Tensor]]:
+        """The summed loss and its parts as detached 0-dim tensors (read them with ``logs.to_floats``).
+
+        Nothing here waits for the device: masked means replace boolean indexing, so the update can run
+        ahead of the host (see ``jedi_core.logs``).
+        """
         frames_needed = self.context_length + self.cfg.num_targets
         if batch.obs.shape[1] < frames_needed:
             raise ValueError(f"segments of {batch.obs.shape[1]} frames are too short: the world model needs "
                              f"context_length + num_targets = {frames_needed}")
-        latents = self.encode(batch.obs)  # (B, T+1, C, h, w), with gradient
+        latents = self.encode(batch.obs).float()  # (B, T+1, C, h, w), with gradient; fp32 under autocast too
         transitions = batch.mask_padding[:, :-1] & batch.mask_padding[:, 1:]
         reward_end_loss, logs = self.reward_end.loss(latents, batch.actions, batch.rewards, batch.ends, transitions)
 
@@ -105,29 +124,31 @@ class WorldModel(nn.Module):
         diffusion_loss = torch.stack(target_losses).mean()
 
         loss = diffusion_loss + reward_end_loss
-        with torch.no_grad():
-            real = latents[batch.mask_padding]
-            logs.update(diffusion_loss=diffusion_loss.item(), reward_end_loss=reward_end_loss.item(),
-                        switched_fraction=switched, latent_std=real.std(dim=0).mean().item())
+        real = batch.mask_padding.float()
+        logs.update(diffusion_loss=diffusion_loss.detach(), reward_end_loss=reward_end_loss.detach(),
+                    switched_fraction=switched, latent_std=masked_std(latents.detach(), real))
         if self.probe is not None:
             # Detached latents: the probe learns to draw them and sends nothing back to the encoder.
-            decoded = self.probe(latents.detach()[batch.mask_padding])
-            probe_loss = F.mse_loss(decoded, batch.obs[batch.mask_padding])
+            decoded = self.probe(latents.detach())
+            frame_errors = (decoded.float() - batch.obs).pow(2).flatten(2).mean(2)  # (B, T+1)
+            probe_loss = (frame_errors * real).sum() / real.sum().clamp(min=1.0)
             loss = loss + probe_loss
-            logs["probe_loss"] = probe_loss.item()
-        logs["loss"] = loss.item()
+            logs["probe_loss"] = probe_loss.detach()
+        logs["loss"] = loss.detach()
         return loss, logs
 
     def diffusion_losses(self, latents: Tensor, actions: Tensor, mask_padding: Tensor
-                         ) -> tuple[list[Tensor], float]:
+                         ) -> tuple[list[Tensor], Tensor]:
         """One EDM loss per target on the last ``context_length + num_targets`` latents of the segment.
 
-        Returns the losses (target order) and the fraction of sequences whose context was switched.
+        Returns the losses (target order) and the fraction of sequences whose context was switched (a 0-dim
+        tensor).
         """
         cfg, length = self.cfg, self.context_length
         start = latents.shape[1] - (length + cfg.num_targets)
         window, actions, mask = latents[:, start:], actions[:, start:], mask_padding[:, start:]
-        context, losses, switched = window[:, :length], [], 0.0
+        context, losses = window[:, :length], []
+        switched = latents.new_zeros((), dtype=torch.float32)
         for k in range(cfg.num_targets):
             target = window[:, length + k]
             if cfg.stop_gradient:
@@ -136,7 +157,7 @@ class WorldModel(nn.Module):
             losses.append(loss)
             if k + 1 < cfg.num_targets:
                 next_latent, switch = self.switch(prediction, window[:, length + k])
-                switched += switch.float().mean().item() / (cfg.num_targets - 1)
+                switched = switched + switch.float().mean() / (cfg.num_targets - 1)
                 context = torch.cat([context[:, 1:], next_latent[:, None]], dim=1)
         return losses, switched
 
@@ -158,27 +179,45 @@ class WorldModel(nn.Module):
         optimizer = make_adamw(components, cfg.weight_decay, cfg.adam_eps)
         return optimizer, linear_warmup(optimizer, cfg.warmup_steps)
 
-    def clip_gradients(self) -> dict[str, float]:
-        """Clip the denoiser's gradient norm to ``grad_clip_denoiser`` and the rest's to ``grad_clip_other``."""
+    def clip_gradients(self) -> dict[str, Tensor]:
+        """Clip the denoiser's gradient norm to ``grad_clip_denoiser`` and the rest's to ``grad_clip_other``.
+
+        Returns the norms before clipping (0-dim tensors, still on the device).
+        """
         others = [p for m in (self.encoder, self.reward_end, self.probe) if m is not None for p in m.parameters()]
-        return {"grad_norm_denoiser": nn.utils.clip_grad_norm_(self.denoiser.parameters(),
-                                                               self.cfg.grad_clip_denoiser).item(),
-                "grad_norm_other": nn.utils.clip_grad_norm_(others, self.cfg.grad_clip_other).item()}
+        return {"grad_norm_denoiser": nn.utils.clip_grad_norm_(self.denoiser.parameters(), self.cfg.grad_clip_denoiser),
+                "grad_norm_other": nn.utils.clip_grad_norm_(others, self.cfg.grad_clip_other)}
+
+    def autocast(self) -> torch.autocast:
+        """The forward passes' precision context: bf16 autocast when ``precision == "bf16"``, else a no-op.
+
+        Weights, optimiser state and the imagined latents stay fp32; only matmuls and convolutions run in
+        bf16, and autocast keeps norms, softmaxes and losses in fp32.
+        """
+        device_type = next(self.parameters()).device.type
+        return torch.autocast(device_type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
 
     def training_step(self, batch: TorchBatch, optimizer: torch.optim.Optimizer,
-                      scheduler: torch.optim.lr_scheduler.LRScheduler | None = None) -> dict[str, float]:
-        """One update: loss, backward, per-component clipping, step. Returns the logs."""
+                      scheduler: torch.optim.lr_scheduler.LRScheduler | None = None, sync: bool = True
+                      ) -> dict[str, float] | dict[str, Tensor]:
+        """One update: loss, backward, per-component clipping, step.
+
+        With ``sync`` (the default, for notebooks) a non-finite loss raises before any weight changes and
+        the logs come back as floats. Without it nothing waits for the device: the logs stay tensors and
+        the caller checks them (the trainer does, once per epoch, before it saves a checkpoint).
+        """
         self.train()
-        loss, logs = self(batch)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"world-model loss is {loss.item()} (logs: {logs})")
+        with self.autocast():
+            loss, logs = self(batch)
+        if sync and not torch.isfinite(loss):
+            raise FloatingPointError(f"world-model loss is {loss.item()} (logs: {to_floats(logs)})")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         logs.update(self.clip_gradients())
         optimizer.step()
         if scheduler is not None:
             scheduler.step()
-        return logs
+        return to_floats(logs) if sync else logs
 
     # -- imagination ----------------------------------------------------------------------------
 
@@ -191,8 +230,9 @@ class WorldModel(nn.Module):
         if frames.shape[1] != self.context_length or actions.shape[1] != self.context_length - 1:
             raise ValueError(f"burn-in needs {self.context_length} frames and {self.context_length - 1} actions, "
                              f"got {frames.shape[1]} and {actions.shape[1]}")
-        latents = self.encode(frames)
-        state = self.reward_end(latents, actions)[2] if self.context_length > 1 else None
+        with self.autocast():
+            latents = self.encode(frames).float()
+            state = self.reward_end(latents, actions)[2] if self.context_length > 1 else None
         pending = actions.new_zeros(actions.shape[0], 1)
         return ImaginationState(latents, torch.cat([actions, pending], dim=1), state)
 
@@ -201,10 +241,11 @@ class WorldModel(nn.Module):
                      ) -> tuple[Tensor, Tensor, Tensor, ImaginationState]:
         """Take ``action`` (B,) in every rollout: the sampled next latent, reward (-1/0/1), end flag, new state."""
         actions = torch.cat([state.actions[:, :-1], action[:, None]], dim=1)
-        next_latent = self.denoiser.sample_next(state.latents, actions, generator)
-        pair = torch.stack([state.latents[:, -1], next_latent], dim=1)
-        reward, end, reward_end_state = self.reward_end.sample(pair, action[:, None], state.reward_end_state,
-                                                               generator)
+        with self.autocast():
+            next_latent = self.denoiser.sample_next(state.latents, actions, generator).float()
+            pair = torch.stack([state.latents[:, -1], next_latent], dim=1)
+            reward, end, reward_end_state = self.reward_end.sample(pair, action[:, None], state.reward_end_state,
+                                                                   generator)
         new_state = ImaginationState(torch.cat([state.latents[:, 1:], next_latent[:, None]], dim=1),
                                      torch.cat([actions[:, 1:], actions.new_zeros(actions.shape[0], 1)], dim=1),
                                      reward_end_state)

@@ -67,3 +67,15 @@ def test_run_projection_of_a_complete_run_equals_its_logged_time(tmp_path):
     projection = module.project(tmp_path)
     assert projection["epochs_total"] == 5
     assert projection["projected_hours"] * 3600 == sum(r["epoch_seconds"] for r in records)
+
+
+def test_bench_applies_overrides_to_both_presets_and_rejects_bad_ones(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    assert main(["bench", "--pair", "smoke", "--device", "cpu", "--batch", "2", "--imagination-batches", "2",
+                 "--horizon", "2", "--warmup", "0", "--repeats", "1", "--iterations", "1", "--threads", "1",
+                 "--set", "performance.precision=bf16", "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["jedi"]["performance"]["precision"] == report["pixel"]["performance"]["precision"] == "bf16"
+    assert report["jedi"]["batch_assembly_ms"] > 0 and "precision bf16" in capsys.readouterr().out
+    assert main(["bench", "--pair", "smoke", "--set", "performance.precision=fp16"]) == 2
+    assert "performance.precision: 'fp16' is not allowed" in capsys.readouterr().err

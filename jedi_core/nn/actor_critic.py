@@ -10,11 +10,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.distributions import Categorical
 
 from jedi_core.nn.blocks import conv_stem, init_lstm
+from jedi_core.nn.sampling import sample_categorical
 
 LSTMState = tuple[Tensor, Tensor]
 
@@ -50,7 +50,7 @@ class ActorCritic(nn.Module):
         probabilities = (logits / temperature).softmax(-1)
         if epsilon > 0:
             probabilities = (1 - epsilon) * probabilities + epsilon / probabilities.shape[-1]
-        return torch.multinomial(probabilities, 1, generator=generator).squeeze(-1), state
+        return sample_categorical(probabilities, generator), state
 
 
 @torch.no_grad()
@@ -75,13 +75,26 @@ def lambda_returns(rewards: Tensor, next_values: Tensor, ends: Tensor, truncatio
 
 
 def reinforce_loss(logits: Tensor, values: Tensor, actions: Tensor, returns: Tensor, entropy_weight: float,
-                   value_weight: float = 1.0) -> tuple[Tensor, dict[str, float]]:
-    """REINFORCE with the value as baseline, a value regression to the returns and an entropy bonus."""
-    distribution = Categorical(logits=logits)
+                   value_weight: float = 1.0, mask: Tensor | None = None) -> tuple[Tensor, dict[str, Tensor]]:
+    """REINFORCE with the value as baseline, a value regression to the returns and an entropy bonus.
+
+    Every term is a mean over the steps where ``mask`` is True (all of them without one). Logs are detached
+    0-dim tensors. ``validate_args=False``: the distribution's argument checks would make the host wait for
+    the device at every update.
+    """
+    distribution = Categorical(logits=logits, validate_args=False)
+    weights = torch.ones_like(values) if mask is None else mask.to(values.dtype)
+    count = weights.sum().clamp(min=1.0)
+
+    def mean(x: Tensor) -> Tensor:
+        return (x * weights).sum() / count
+
     advantages = (returns - values).detach()
-    policy_loss = -(distribution.log_prob(actions) * advantages).mean()
-    value_loss = F.mse_loss(values, returns)
-    entropy = distribution.entropy().mean()
+    policy_loss = -mean(distribution.log_prob(actions) * advantages)
+    value_loss = mean((values - returns).pow(2))
+    entropy = mean(distribution.entropy())
     loss = policy_loss + value_weight * value_loss - entropy_weight * entropy
-    return loss, {"policy_loss": policy_loss.item(), "value_loss": value_loss.item(), "entropy": entropy.item(),
-                  "return_mean": returns.mean().item(), "value_mean": values.mean().item()}
+    with torch.no_grad():
+        logs = {"policy_loss": policy_loss.detach(), "value_loss": value_loss.detach(), "entropy": entropy.detach(),
+                "return_mean": mean(returns), "value_mean": mean(values.detach())}
+    return loss, logs

@@ -99,7 +99,9 @@ def sample(denoise: DenoiseFn, shape: tuple[int, ...], settings: SamplerConfig, 
     sigma_max^2: the model then leans on its context early on, which reduces autoregressive drift (DIAMOND
     issue #40), at the price of under-dispersed samples where the context says little.
     """
-    sigmas = karras_sigmas(settings.num_steps, settings.sigma_min, settings.sigma_max, settings.rho, device)
+    # The schedule lives on the host as Python floats: comparing device tensors in ``if`` would make the
+    # host wait for the GPU at every step (jedi_core.logs).
+    sigmas = karras_sigmas(settings.num_steps, settings.sigma_min, settings.sigma_max, settings.rho).tolist()
     x = torch.randn(shape, device=device, generator=generator)
     if settings.init_noise == "sigma_max":
         x = x * settings.sigma_max
@@ -110,16 +112,15 @@ def sample(denoise: DenoiseFn, shape: tuple[int, ...], settings: SamplerConfig, 
         sigma_hat = sigma * (gamma + 1)
         if gamma > 0:
             eps = torch.randn(shape, device=device, generator=generator) * settings.s_noise
-            x = x + eps * (sigma_hat**2 - sigma**2).sqrt()
-        batch_sigma = sigma_hat.expand(shape[0])
-        denoised = denoise(x, batch_sigma)
+            x = x + eps * (sigma_hat**2 - sigma**2) ** 0.5
+        denoised = denoise(x, torch.full(shape[:1], sigma_hat, device=device))
         derivative = (x - denoised) / sigma_hat
         step = next_sigma - sigma_hat
         if settings.order == 1 or next_sigma == 0:
             x = x + derivative * step  # Euler (the last step, to sigma = 0, is always Euler)
         else:
             x_euler = x + derivative * step
-            derivative_2 = (x_euler - denoise(x_euler, next_sigma.expand(shape[0]))) / next_sigma
+            derivative_2 = (x_euler - denoise(x_euler, torch.full(shape[:1], next_sigma, device=device))) / next_sigma
             x = x + (derivative + derivative_2) / 2 * step  # Heun
         trajectory.append(x)
     return (x, trajectory) if return_trajectory else x

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from jedi_core.nn.blocks import Conv3x3, GroupNorm, ResEncoder, init_lstm
+from jedi_core.nn.sampling import sample_categorical
 
 LSTMState = tuple[Tensor, Tensor]
 
@@ -56,27 +57,27 @@ class RewardEndModel(nn.Module):
         return logits[..., :3], logits[..., 3:], state
 
     def loss(self, frames: Tensor, actions: Tensor, rewards: Tensor, ends: Tensor, mask: Tensor
-             ) -> tuple[Tensor, dict[str, float]]:
-        """Cross-entropy on sign(reward) and on the end flag, over the transitions where ``mask`` is True."""
+             ) -> tuple[Tensor, dict[str, Tensor]]:
+        """Cross-entropy on sign(reward) and on the end flag, averaged over the transitions where ``mask`` is
+        True. Masked means, not boolean indexing, so the host never waits (``jedi_core.logs``)."""
         reward_logits, end_logits, _ = self(frames, actions)
         reward_targets = rewards.sign().long() + 1  # -1, 0, +1 -> classes 0, 1, 2
-        mask = mask.bool()
-        reward_loss = F.cross_entropy(reward_logits[mask], reward_targets[mask])
-        end_loss = F.cross_entropy(end_logits[mask], ends[mask].long())
+        weights = mask.float()
+        count = weights.sum().clamp(min=1.0)
+        reward_loss = (F.cross_entropy(reward_logits.flatten(0, 1).float(), reward_targets.flatten(), reduction="none")
+                       * weights.flatten()).sum() / count
+        end_loss = (F.cross_entropy(end_logits.flatten(0, 1).float(), ends.long().flatten(), reduction="none")
+                    * weights.flatten()).sum() / count
         with torch.no_grad():
-            reward_accuracy = (reward_logits[mask].argmax(-1) == reward_targets[mask]).float().mean()
-        return reward_loss + end_loss, {"reward_loss": reward_loss.item(), "end_loss": end_loss.item(),
-                                        "reward_accuracy": reward_accuracy.item()}
+            reward_accuracy = ((reward_logits.argmax(-1) == reward_targets).float() * weights).sum() / count
+        return reward_loss + end_loss, {"reward_loss": reward_loss.detach(), "end_loss": end_loss.detach(),
+                                        "reward_accuracy": reward_accuracy}
 
     @torch.no_grad()
     def sample(self, frames: Tensor, actions: Tensor, state: LSTMState | None = None,
                generator: torch.Generator | None = None) -> tuple[Tensor, Tensor, LSTMState]:
         """Sampled reward in {-1, 0, 1} (float) and end flag (bool) of the last transition, and the new state."""
         reward_logits, end_logits, state = self(frames, actions, state)
-        reward = _sample_categorical(reward_logits[:, -1], generator).float() - 1
-        end = _sample_categorical(end_logits[:, -1], generator).bool()
+        reward = sample_categorical(reward_logits[:, -1].float().softmax(-1), generator).float() - 1
+        end = sample_categorical(end_logits[:, -1].float().softmax(-1), generator).bool()
         return reward, end, state
-
-
-def _sample_categorical(logits: Tensor, generator: torch.Generator | None) -> Tensor:
-    return torch.multinomial(logits.float().softmax(-1), 1, generator=generator).squeeze(-1)
