@@ -4,7 +4,7 @@ Every ``.item()`` (and every ``if tensor:``) makes the host wait for the GPU to 
 far. A world-model update that logged ten numbers that way would stall the GPU ten times, and the host could
 never queue the next batch while the GPU works on this one. So losses return their logs as detached 0-dim
 tensors, and they are read in one transfer: per update with :func:`to_floats` (what a notebook wants), or
-once per epoch with :func:`mean_logs` (what the trainer does).
+for many updates at once with :func:`mean_logs` (what the trainer does, every 200 updates).
 """
 
 from __future__ import annotations

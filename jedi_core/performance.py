@@ -24,6 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from jedi_core.data import TorchBatch
+from jedi_core.imagination import imagine
 
 
 def compiled_modules(agent: nn.Module) -> dict[str, nn.Module]:
@@ -61,8 +62,6 @@ def output_deviation(agent: nn.Module, batch: TorchBatch, contexts: tuple[Tensor
     denoiser's output D on the batch's last frames, and one imagined step from ``contexts`` (next latent and
     the actor-critic's logits).
     """
-    from jedi_core.imagination import imagine
-
     fast_agent = copy.deepcopy(agent)
     fast(fast_agent)
     results = []

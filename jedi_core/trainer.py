@@ -39,6 +39,7 @@ from jedi_core.world_model import sample_training_batch
 CHECKPOINT_FILE, CONFIG_FILE, METRICS_FILE, REPLAY_DIR = "checkpoint.pt", "config.json", "metrics.jsonl", "replay"
 CHECKPOINT_VERSION = 1
 RESUMABLE_CHANGES = {"device", "performance.precision", "performance.compile"}  # a resumed run may change these
+LOG_CHUNK = 200  # updates whose logs are read (and checked for divergence) in one device-to-host transfer
 AGENT_FILE_KIND = "jedi-agent"  # an exported agent file (weights only), not a resumable checkpoint
 
 
@@ -157,12 +158,8 @@ class Trainer:
             self.counters["final_epochs"] += 1
         wm_updates = train.first_epoch_world_model_updates if first else train.world_model_updates
         ac_updates = train.first_epoch_actor_critic_updates if first else train.actor_critic_updates
-        # The updates queue work on the device without waiting for it; their logs are read here, once.
-        logs = mean_logs([self.train_world_model() for _ in range(wm_updates)])
-        logs.update(mean_logs([self.train_actor_critic() for _ in range(ac_updates)]))
-        if diverged := non_finite(logs):
-            raise FloatingPointError(f"epoch {self.counters['epoch']}: non-finite {', '.join(diverged)} (logs: {logs}); "
-                                     f"the last good checkpoint in {self.run_dir} is kept")
+        logs = self._updates(self.train_world_model, wm_updates)
+        logs.update(self._updates(self.train_actor_critic, ac_updates))
         if train.eval_every_epochs and self.counters["epoch"] % train.eval_every_epochs == 0:
             logs["eval_return"] = float(np.mean(evaluate(self.agent, cfg, train.periodic_eval_episodes,
                                                          seed=10**6 + self.counters["epoch"])))
@@ -174,6 +171,24 @@ class Trainer:
         bar.set_postfix({k: f"{logs[k]:.3g}" for k in ("train_return", "loss", "return_mean") if k in logs})
         if self.counters["epoch"] % train.checkpoint_every_epochs == 0:
             self.save_checkpoint()
+
+    def _updates(self, update, count: int, chunk: int = LOG_CHUNK) -> dict[str, float]:
+        """Run ``count`` updates; return their mean logs.
+
+        The updates queue work on the device without waiting for it. Their logs are read once per ``chunk``
+        updates (one transfer) and checked, so a diverged update stops the run within a chunk, before the
+        next checkpoint is written.
+        """
+        sums: dict[str, float] = {}
+        for start in range(0, count, chunk):
+            size = min(chunk, count - start)
+            logs = mean_logs([update() for _ in range(size)])
+            if diverged := non_finite(logs):
+                raise FloatingPointError(f"epoch {self.counters['epoch']}: non-finite {', '.join(diverged)} "
+                                         f"(logs: {logs}); the last good checkpoint in {self.run_dir} is kept")
+            for key, value in logs.items():
+                sums[key] = sums.get(key, 0.0) + value * size
+        return {key: value / count for key, value in sums.items()}
 
     def _count_steps(self, steps: int, collector: Collector, bar) -> None:
         self.counters["env_steps"] += steps

@@ -204,7 +204,7 @@ class WorldModel(nn.Module):
 
         With ``sync`` (the default, for notebooks) a non-finite loss raises before any weight changes and
         the logs come back as floats. Without it nothing waits for the device: the logs stay tensors and
-        the caller checks them (the trainer does, once per epoch, before it saves a checkpoint).
+        the caller checks them (the trainer does, every 200 updates, before it saves a checkpoint).
         """
         self.train()
         with self.autocast():

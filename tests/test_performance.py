@@ -249,3 +249,26 @@ def test_batches_for_a_gpu_are_copied_from_pinned_memory(monkeypatch):
     assert pinned == []
     moved = batch.to_torch("cuda")
     assert len(pinned) == 5 and isinstance(moved, TorchBatch)  # obs, actions, rewards, ends, mask
+
+
+def test_the_trainer_reads_logs_per_chunk_and_stops_within_the_chunk_that_diverged(tmp_path):
+    from jedi_core.trainer import Trainer
+
+    trainer = Trainer.__new__(Trainer)  # only the update loop is exercised
+    trainer.counters, trainer.run_dir = {"epoch": 1}, tmp_path
+    calls = []
+
+    def update():
+        calls.append(1)
+        return {"loss": torch.tensor(float(len(calls)))}
+
+    assert trainer._updates(update, 450, chunk=200) == pytest.approx({"loss": np.mean(np.arange(1, 451))})
+    calls.clear()
+
+    def diverging():
+        calls.append(1)
+        return {"loss": torch.tensor(float("nan") if len(calls) == 5 else 1.0)}
+
+    with pytest.raises(FloatingPointError, match="epoch 1: non-finite loss"):
+        trainer._updates(diverging, 10_000, chunk=200)
+    assert len(calls) == 200  # not the epoch's 10,000
