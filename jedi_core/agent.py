@@ -26,7 +26,6 @@ class Agent(nn.Module):
         super().__init__()
         self.cfg, self.num_actions = cfg, num_actions
         self.world_model = build_world_model(cfg, num_actions)
-        self.world_model.precision = cfg.performance.precision
         channels, size, _ = self.world_model.latent_shape
         ac = cfg.actor_critic
         self.actor_critic = ActorCritic(channels, size, num_actions, ac.channels, ac.downsample, ac.lstm_dim)

@@ -24,6 +24,7 @@ from jedi_core.config import ActorCriticConfig
 from jedi_core.data import ReplayBuffer
 from jedi_core.logs import to_floats
 from jedi_core.nn.actor_critic import ActorCritic, lambda_returns, reinforce_loss
+from jedi_core.nn.masked import masked_mean
 from jedi_core.nn.sampling import sample_categorical
 from jedi_core.world_model import WorldModel
 
@@ -55,18 +56,23 @@ def sample_contexts(replay: ReplayBuffer, batch_size: int, context_length: int, 
 def imagine(world_model: WorldModel, actor_critic: ActorCritic, frames: Tensor, actions: Tensor, horizon: int,
             temperature: float = 1.0, generator: torch.Generator | None = None) -> Rollout:
     """Roll the policy out for ``horizon`` steps inside the world model from the given real contexts."""
+    with world_model.autocast():  # a no-op unless performance.precision=bf16
+        return _imagine(world_model, actor_critic, frames, actions, horizon, temperature, generator)
+
+
+def _imagine(world_model: WorldModel, actor_critic: ActorCritic, frames: Tensor, actions: Tensor, horizon: int,
+             temperature: float, generator: torch.Generator | None) -> Rollout:
     state = world_model.burn_in(frames, actions)
     batch = frames.shape[0]
     hidden = actor_critic.initial_state(batch, frames.device)
-    with torch.no_grad(), world_model.autocast():
+    with torch.no_grad():
         for step in range(state.latents.shape[1] - 1):  # burn-in on the context before its last frame
             _, _, hidden = actor_critic(state.latents[:, step], hidden)
     current = state.latents[:, -1]
     logits, values, taken, rewards, ends, latents = [], [], [], [], [], [current]
     for _ in range(horizon):
-        with world_model.autocast():
-            step_logits, value, hidden = actor_critic(current, hidden)
-        step_logits, value = step_logits.float(), value.float()
+        step_logits, value, hidden = actor_critic(current, hidden)
+        step_logits, value = step_logits.float(), value.float()  # bf16 under autocast; the loss is fp32
         probabilities = (step_logits.detach() / temperature).softmax(-1)
         action = sample_categorical(probabilities, generator)
         current, reward, end, state = world_model.imagine_step(state, action, generator)
@@ -76,7 +82,7 @@ def imagine(world_model: WorldModel, actor_critic: ActorCritic, frames: Tensor, 
         rewards.append(reward)
         ends.append(end)
         latents.append(current)
-    with torch.no_grad(), world_model.autocast():
+    with torch.no_grad():
         final_value = actor_critic(current, hidden)[1].float()
     values_t = torch.stack(values, dim=1)
     ends_t = torch.stack(ends, dim=1)
@@ -95,9 +101,8 @@ def actor_critic_loss(rollout: Rollout, cfg: ActorCriticConfig) -> tuple[Tensor,
     alive = rollout.alive
     loss, logs = reinforce_loss(rollout.logits, rollout.values, rollout.actions, returns, cfg.entropy_weight,
                                 cfg.value_weight, mask=alive)
-    weights = alive.float()
-    logs.update(imagined_reward=(rollout.rewards * weights).sum() / rollout.rewards.shape[0],
-                imagined_end_rate=(rollout.ends.float() * weights).sum() / weights.sum().clamp(min=1.0))
+    logs.update(imagined_reward=(rollout.rewards * alive).sum() / rollout.rewards.shape[0],
+                imagined_end_rate=masked_mean(rollout.ends.float(), alive))
     return loss, logs
 
 
@@ -113,8 +118,7 @@ def actor_critic_training_step(world_model: WorldModel, actor_critic: ActorCriti
     world_model.eval()
     actor_critic.train()
     rollout = imagine(world_model, actor_critic, frames, actions, cfg.horizon, cfg.temperature)
-    with world_model.autocast():
-        loss, logs = actor_critic_loss(rollout, cfg)
+    loss, logs = actor_critic_loss(rollout, cfg)
     if sync and not torch.isfinite(loss):
         raise FloatingPointError(f"actor-critic loss is {loss.item()} (logs: {to_floats(logs)})")
     optimizer.zero_grad(set_to_none=True)

@@ -21,9 +21,11 @@ LogValue = Tensor | float
 
 def to_floats(logs: Mapping[str, LogValue]) -> dict[str, float]:
     """Read every log value to the host in one transfer."""
-    tensors = {key: value for key, value in logs.items() if isinstance(value, Tensor)}
-    read = dict(zip(tensors, _read([value.detach().float().reshape(()) for value in tensors.values()]), strict=True))
-    return {key: read[key] if key in read else float(value) for key, value in logs.items()}
+    if not logs:
+        return {}
+    values = [torch.as_tensor(value).detach().float().reshape(()) for value in logs.values()]
+    device = next((value.device for value in values if value.device.type != "cpu"), torch.device("cpu"))
+    return dict(zip(logs, torch.stack([value.to(device) for value in values]).tolist(), strict=True))
 
 
 def mean_logs(entries: Iterable[Mapping[str, LogValue]]) -> dict[str, float]:
@@ -32,26 +34,10 @@ def mean_logs(entries: Iterable[Mapping[str, LogValue]]) -> dict[str, float]:
     for entry in entries:
         for key, value in entry.items():
             collected.setdefault(key, []).append(value)
-    means: dict[str, LogValue] = {}
-    for key, values in collected.items():
-        device = next((v.device for v in values if isinstance(v, Tensor)), None)
-        if device is None:
-            means[key] = sum(values) / len(values)
-        else:
-            means[key] = torch.stack([torch.as_tensor(v, device=device).detach().float().reshape(())
-                                      for v in values]).mean()
-    return to_floats(means)
+    return to_floats({key: torch.stack([torch.as_tensor(v).detach().float().reshape(()) for v in values]).mean()
+                      for key, values in collected.items()})
 
 
 def non_finite(logs: Mapping[str, float]) -> list[str]:
     """The keys whose value is NaN or infinite (a diverged update)."""
     return [key for key, value in logs.items() if not math.isfinite(value)]
-
-
-def _read(values: list[Tensor]) -> list[float]:
-    if not values:
-        return []
-    devices = {value.device for value in values}
-    if len(devices) > 1:  # rare (a log computed on the host beside device ones): one transfer per device
-        return [value.item() for value in values]
-    return torch.stack(values).tolist()

@@ -36,21 +36,9 @@ from jedi_core.logs import to_floats
 from jedi_core.nn.blocks import Conv3x3, GroupNorm, SmallResBlock, Upsample
 from jedi_core.nn.diffusion import Denoiser, DenoiserNet
 from jedi_core.nn.encoder import LatentEncoder, latent_clamp
+from jedi_core.nn.masked import masked_mean, masked_std
 from jedi_core.nn.reward_end import LSTMState, RewardEndModel
 from jedi_core.optim import linear_warmup, make_adamw
-
-
-def masked_std(values: Tensor, mask: Tensor) -> Tensor:
-    """Per-feature standard deviation over the (B, T) positions where ``mask`` is 1, averaged over features.
-
-    The same number as ``values[mask.bool()].std(0).mean()``, without the boolean indexing that makes the
-    host wait for the device.
-    """
-    weights = mask.reshape(*mask.shape, *([1] * (values.dim() - mask.dim())))
-    count = mask.sum()
-    mean = (values * weights).sum((0, 1)) / count.clamp(min=1.0)
-    variance = ((values - mean).pow(2) * weights).sum((0, 1)) / (count - 1).clamp(min=1.0)
-    return variance.sqrt().mean()
 
 
 def quantize_frames(frames: Tensor) -> Tensor:
@@ -97,7 +85,7 @@ class WorldModel(nn.Module):
         self.cfg = cfg
         self.encoder, self.denoiser, self.reward_end, self.probe = encoder, denoiser, reward_end, probe
         self.context_length = cfg.denoiser.context_length
-        self.precision = "fp32"  # or "bf16": set from ``performance.precision`` by the Agent
+        self.precision = "fp32"  # or "bf16": ``performance.precision``, set by build_world_model
         self.latent_shape: tuple[int, int, int]  # (C, h, w) of what encode() returns, set by subclasses
 
     # -- training -------------------------------------------------------------------------------
@@ -124,14 +112,13 @@ class WorldModel(nn.Module):
         diffusion_loss = torch.stack(target_losses).mean()
 
         loss = diffusion_loss + reward_end_loss
-        real = batch.mask_padding.float()
         logs.update(diffusion_loss=diffusion_loss.detach(), reward_end_loss=reward_end_loss.detach(),
-                    switched_fraction=switched, latent_std=masked_std(latents.detach(), real))
+                    switched_fraction=switched, latent_std=masked_std(latents.detach(), batch.mask_padding))
         if self.probe is not None:
             # Detached latents: the probe learns to draw them and sends nothing back to the encoder.
             decoded = self.probe(latents.detach())
             frame_errors = (decoded.float() - batch.obs).pow(2).flatten(2).mean(2)  # (B, T+1)
-            probe_loss = (frame_errors * real).sum() / real.sum().clamp(min=1.0)
+            probe_loss = masked_mean(frame_errors, batch.mask_padding)
             loss = loss + probe_loss
             logs["probe_loss"] = probe_loss.detach()
         logs["loss"] = loss.detach()
@@ -316,4 +303,6 @@ def sample_training_batch(replay: ReplayBuffer, cfg: WorldModelConfig, rng: np.r
 def build_world_model(cfg: Config, num_actions: int) -> WorldModel:
     """The world model a config asks for: ``method=jedi`` (latent) or ``method=diamond`` (pixel)."""
     cls = JEDIWorldModel if cfg.method == "jedi" else PixelWorldModel
-    return cls(cfg.world_model, num_actions, frame_size=cfg.env.screen_size)
+    world_model = cls(cfg.world_model, num_actions, frame_size=cfg.env.screen_size)
+    world_model.precision = cfg.performance.precision
+    return world_model

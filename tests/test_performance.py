@@ -12,8 +12,9 @@ from jedi_core.config import make_config
 from jedi_core.data import TorchBatch
 from jedi_core.imagination import actor_critic_training_step, sample_contexts
 from jedi_core.logs import mean_logs, non_finite, to_floats
+from jedi_core.nn.masked import masked_std
 from jedi_core.performance import compile_agent, compiled_modules, output_deviation
-from jedi_core.world_model import masked_std, sample_training_batch
+from jedi_core.world_model import sample_training_batch
 
 NUM_ACTIONS = 4
 
@@ -92,7 +93,7 @@ def test_categorical_sampling_draws_what_multinomial_draws():
     assert torch.allclose(frequencies, probabilities[0], atol=0.015)
 
 
-def test_logs_are_read_once_and_equal_the_floats():
+def test_device_logs_read_back_as_floats_and_their_means():
     entries = [{"loss": torch.tensor(float(i)), "accuracy": torch.tensor(0.5 * i), "steps": 2.0} for i in range(4)]
     assert mean_logs(entries) == {"loss": 1.5, "accuracy": 0.75, "steps": 2.0}
     assert to_floats({"a": torch.tensor(0.25), "b": 3}) == {"a": 0.25, "b": 3.0}
@@ -221,14 +222,19 @@ def test_a_diverged_update_stops_the_run_at_the_end_of_its_epoch(tmp_path, monke
 
 
 def test_a_run_resumes_with_the_fast_path_switched_on(tmp_path):
+    from jedi_core.config import PerformanceConfig, from_dict, to_dict
     from jedi_core.trainer import Trainer
 
     toy = ["env.kind=toy", "env_steps=150", "training.initial_random_steps=50"]
     Trainer(make_config("smoke", toy), tmp_path, quiet=True).run()
     (tmp_path / "final_scores.json").unlink()  # pretend it stopped before the end
     fast = Trainer(make_config("smoke", [*toy, "performance.precision=bf16"]), tmp_path, quiet=True)
-    fast.load_checkpoint()
+    fast.load_checkpoint()  # a resumable change: no IncompatibleCheckpoint
     assert fast.agent.world_model.precision == "bf16"
+    # A run saved before the section existed reads as its defaults, so it resumes too.
+    older = to_dict(make_config("smoke", toy))
+    del older["performance"]
+    assert from_dict(older).performance == PerformanceConfig()
 
 
 def test_an_unknown_precision_is_a_clear_error():

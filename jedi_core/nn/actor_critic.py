@@ -14,6 +14,7 @@ from torch import Tensor, nn
 from torch.distributions import Categorical
 
 from jedi_core.nn.blocks import conv_stem, init_lstm
+from jedi_core.nn.masked import masked_mean
 from jedi_core.nn.sampling import sample_categorical
 
 LSTMState = tuple[Tensor, Tensor]
@@ -83,11 +84,10 @@ def reinforce_loss(logits: Tensor, values: Tensor, actions: Tensor, returns: Ten
     the device at every update.
     """
     distribution = Categorical(logits=logits, validate_args=False)
-    weights = torch.ones_like(values) if mask is None else mask.to(values.dtype)
-    count = weights.sum().clamp(min=1.0)
+    mask = torch.ones_like(values, dtype=torch.bool) if mask is None else mask
 
     def mean(x: Tensor) -> Tensor:
-        return (x * weights).sum() / count
+        return masked_mean(x, mask)
 
     advantages = (returns - values).detach()
     policy_loss = -mean(distribution.log_prob(actions) * advantages)

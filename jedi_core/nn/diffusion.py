@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from jedi_core.config import EDMConfig, SamplerConfig
 from jedi_core.nn.blocks import Conv3x3, FourierFeatures, GroupNorm, UNet
+from jedi_core.nn.masked import masked_mean
 
 
 @dataclass
@@ -195,11 +196,7 @@ class Denoiser(nn.Module):
         cs = self.conditioners(sigma)
         output = self.network_output(noisy, cs, context, actions)
         errors = (output - f_target(target, noisy, cs)).pow(2).flatten(1).mean(1)
-        if mask is None:
-            loss = errors.mean()
-        else:
-            weights = mask.to(errors.dtype)
-            loss = (errors * weights).sum() / weights.sum().clamp(min=1.0)
+        loss = errors.mean() if mask is None else masked_mean(errors, mask)
         return loss, self.output_transform(denoised_from_output(noisy, output, cs))
 
     def sample_next(self, context: Tensor, actions: Tensor, generator: torch.Generator | None = None,

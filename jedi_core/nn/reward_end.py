@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from jedi_core.nn.blocks import Conv3x3, GroupNorm, ResEncoder, init_lstm
+from jedi_core.nn.masked import masked_mean
 from jedi_core.nn.sampling import sample_categorical
 
 LSTMState = tuple[Tensor, Tensor]
@@ -62,14 +63,10 @@ class RewardEndModel(nn.Module):
         True. Masked means, not boolean indexing, so the host never waits (``jedi_core.logs``)."""
         reward_logits, end_logits, _ = self(frames, actions)
         reward_targets = rewards.sign().long() + 1  # -1, 0, +1 -> classes 0, 1, 2
-        weights = mask.float()
-        count = weights.sum().clamp(min=1.0)
-        reward_loss = (F.cross_entropy(reward_logits.flatten(0, 1).float(), reward_targets.flatten(), reduction="none")
-                       * weights.flatten()).sum() / count
-        end_loss = (F.cross_entropy(end_logits.flatten(0, 1).float(), ends.long().flatten(), reduction="none")
-                    * weights.flatten()).sum() / count
+        reward_loss = masked_mean(F.cross_entropy(reward_logits.transpose(1, 2), reward_targets, reduction="none"), mask)
+        end_loss = masked_mean(F.cross_entropy(end_logits.transpose(1, 2), ends.long(), reduction="none"), mask)
         with torch.no_grad():
-            reward_accuracy = ((reward_logits.argmax(-1) == reward_targets).float() * weights).sum() / count
+            reward_accuracy = masked_mean((reward_logits.argmax(-1) == reward_targets).float(), mask)
         return reward_loss + end_loss, {"reward_loss": reward_loss.detach(), "end_loss": end_loss.detach(),
                                         "reward_accuracy": reward_accuracy}
 
