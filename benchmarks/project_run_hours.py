@@ -4,8 +4,8 @@
 
 Reads ``config.json`` and ``metrics.jsonl``; the first epoch (with its long world-model warm-up) and the
 epochs that ran a periodic evaluation are timed separately, then scaled to the preset's full schedule.
-Run it on a run that was stopped early (``timeout -s INT 600 python -m jedi_core train ...`` saves a checkpoint
-on the interrupt, so the run can later be resumed).
+Run it on a run that was stopped early (``timeout -s INT 600 python -m jedi_core train ...`` saves a
+checkpoint on the interrupt, so the run can later be resumed).
 """
 
 from __future__ import annotations
@@ -15,20 +15,22 @@ import statistics
 import sys
 from pathlib import Path
 
-from jedi_core.bench import schedule_epochs
-from jedi_core.config import from_dict
-from jedi_core.trainer import CONFIG_FILE, METRICS_FILE
+from jedi_core.analysis.bench import schedule_epochs
+from jedi_core.config import Config
+from jedi_core.configlib import from_dict
+from jedi_core.training.run_dir import CONFIG_FILE, METRICS_FILE
 
 
 def project(run_dir: Path) -> dict:
-    cfg = from_dict(json.loads((run_dir / CONFIG_FILE).read_text()))
+    cfg = from_dict(json.loads((run_dir / CONFIG_FILE).read_text()), Config)
     records = [json.loads(line) for line in (run_dir / METRICS_FILE).read_text().splitlines()]
     if len(records) < 3:
         raise SystemExit(f"{run_dir} has {len(records)} logged epochs; at least 3 are needed to project")
     train = cfg.training
     epochs = schedule_epochs(cfg)
     later = records[1:]
-    plain = [r["epoch_seconds"] for r in later if "eval_return" not in r] or [r["epoch_seconds"] for r in later]
+    plain = ([r["epoch_seconds"] for r in later if "eval_return" not in r]
+             or [r["epoch_seconds"] for r in later])
     evaluated = [r["epoch_seconds"] for r in later if "eval_return" in r]
     evaluations = epochs // train.eval_every_epochs if train.eval_every_epochs else 0
     extra_per_evaluation = statistics.median(evaluated) - statistics.median(plain) if evaluated else 0.0

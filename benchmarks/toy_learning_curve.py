@@ -19,15 +19,17 @@ import numpy as np
 import torch
 
 import jedi_core
+from jedi_core.analysis.viz import plot_learning_curve
 from jedi_core.config import make_config
 from jedi_core.envs.toy import CatchEnv, random_policy_return
-from jedi_core.io import atomic_write_text
-from jedi_core.trainer import METRICS_FILE, Trainer
-from jedi_core.viz import plot_learning_curve
+from jedi_core.runtime import atomic_write_text
+from jedi_core.training.loop import Trainer
+from jedi_core.training.run_dir import METRICS_FILE
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--run-dir", default=None, help="default: runs/toy_learning_curve_seed<seed>")
     parser.add_argument("--out", default="assets")
@@ -58,7 +60,8 @@ def main() -> None:
     atomic_write_text(out / "toy_learning_curve.json", json.dumps(summary, indent=1))
     title = (f"JEDI on Catch (toy preset, seed {args.seed}): {summary['final_mean_return']:.2f} over "
              f"{summary['final_episodes']} episodes after {summary['env_steps']:,} steps")
-    figure = plot_learning_curve(records, title, optimal=CatchEnv.optimal_return, random=random_policy_return(),
+    figure = plot_learning_curve(records, title, optimal=CatchEnv.optimal_return,
+                                 random=random_policy_return(),
                                  random_steps=cfg.training.initial_random_steps,
                                  eval_episodes=cfg.training.periodic_eval_episodes)
     figure.savefig(out / "toy_learning_curve.png", dpi=120)

@@ -19,17 +19,23 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from jedi_core.collect import collect_random_steps
+from jedi_core.analysis.diagnostics import prediction_errors
 from jedi_core.config import make_config
-from jedi_core.diagnostics import prediction_errors
 from jedi_core.envs import env_num_actions
-from jedi_core.io import atomic_write_text
-from jedi_core.runtime import resolve_device, seed_everything
-from jedi_core.world_model import build_world_model, sample_training_batch
+from jedi_core.replay import sample_training_batch
+from jedi_core.runtime import atomic_write_text, resolve_device, seed_everything, to_floats
+from jedi_core.training.collect import collect_random_steps
+from jedi_core.world_model import build_world_model
+
+#: The held-out set is a third the size of the training set, but never under this many transitions.
+MIN_HELD_OUT_STEPS = 1000
+#: Added to the run's seed for the held-out set, so its episodes are not the training set's.
+HELD_OUT_SEED_OFFSET = 10_000
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--game", default="Breakout")
     parser.add_argument("--preset", default="smoke")
     parser.add_argument("--steps", type=int, default=3000, help="random-policy training transitions")
@@ -46,18 +52,22 @@ def main() -> None:
     device = resolve_device(cfg.device)
     rng = seed_everything(cfg.seed)
     train = collect_random_steps(cfg.env, args.steps, seed=cfg.seed)
-    held_out = collect_random_steps(cfg.env, max(args.steps // 3, 1000), seed=cfg.seed + 10_000)
+    held_out = collect_random_steps(cfg.env, max(args.steps // 3, MIN_HELD_OUT_STEPS),
+                                    seed=cfg.seed + HELD_OUT_SEED_OFFSET)
     model = build_world_model(cfg, env_num_actions(cfg.env)).to(device)
     optimizer, scheduler = model.make_optimizer()
     wm = cfg.world_model
-    history, started = [], time.perf_counter()
+    history = []
+    started = time.perf_counter()
     for update in range(1, args.updates + 1):
         batch = sample_training_batch(train, wm, rng, cfg.replay.sample_weights).to_torch(device)
-        logs = model.training_step(batch, optimizer, scheduler)
+        logs = to_floats(model.training_step(batch, optimizer, scheduler))
         if update % args.eval_every == 0 or update == args.updates:
-            errors = prediction_errors(model, held_out, args.horizon, args.rollouts, np.random.default_rng(1), device)
+            errors = prediction_errors(model, held_out, args.horizon, args.rollouts, np.random.default_rng(1),
+                                       device)
             record = {"update": update, "seconds": time.perf_counter() - started, **logs,
-                      "model_error": errors["model"].tolist(), "copy_last_error": errors["copy_last"].tolist(),
+                      "model_error": errors["model"].tolist(),
+                      "copy_last_error": errors["copy_last"].tolist(),
                       "latent_variance": errors["latent_variance"]}
             history.append(record)
             print(f"update {update}: loss {logs['loss']:.4f} latent_std {logs['latent_std']:.4f} | 1-step "
@@ -67,10 +77,10 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     name = f"world_model_prediction_{args.game}_{args.preset}"
-    result = {"game": args.game, "preset": args.preset, "overrides": args.overrides, "train_steps": args.steps,
-              "updates": args.updates, "device": str(device), "cpu": platform.processor() or platform.machine(),
-              "threads": torch.get_num_threads(), "torch": torch.__version__,
-              "parameters": model.parameter_counts(), "history": history}
+    result = {"game": args.game, "preset": args.preset, "overrides": args.overrides,
+              "train_steps": args.steps, "updates": args.updates, "device": str(device),
+              "cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
+              "torch": torch.__version__, "parameters": model.parameter_counts(), "history": history}
     atomic_write_text(out / f"{name}.json", json.dumps(result, indent=1))
     _plot(history, args, out / f"{name}.png")
     print(f"wrote {out / name}.json and .png")

@@ -1,4 +1,5 @@
-"""jedi_core: JEDI (Joint Embedding DIffusion), a latent diffusion world model for model-based RL on Atari100k.
+"""jedi_core: JEDI (Joint Embedding DIffusion), a latent diffusion world model for model-based RL on
+Atari100k.
 
 The package holds the whole model and training loop; the notebooks in ``notebooks/`` teach it step by step.
 """

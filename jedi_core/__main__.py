@@ -2,9 +2,9 @@
 
 Commands: ``train`` (train an agent, resuming if its run folder has a checkpoint), ``evaluate`` (score a
 trained run; ``--video`` adds mp4s of the agent and of its imagination), ``export`` (a run's config and agent
-weights in one small file), ``report`` (turn finished runs into the paper's tables and a figure), ``bench`` (JEDI against
-pixel diffusion: speed and memory), ``games`` (the Atari100k games and their action counts), ``config`` (print
-a preset with overrides applied).
+weights in one small file), ``report`` (turn finished runs into the paper's tables and a figure), ``bench``
+(JEDI against pixel diffusion: speed and memory), ``games`` (the Atari100k games and their action counts),
+``config`` (print a preset with overrides applied).
 """
 
 from __future__ import annotations
@@ -14,10 +14,11 @@ import sys
 from collections.abc import Sequence
 
 from jedi_core import config as config_lib
+from jedi_core.configlib import describe
 
 EPILOG = """examples:
   python -m jedi_core train --game Breakout --preset atari100k --seed 0   # a full run on a GPU
-  python -m jedi_core train --game Pong --preset smoke                    # every code path in minutes on a CPU
+  python -m jedi_core train --game Pong --preset smoke                    # every code path, minutes on a CPU
   python -m jedi_core train --preset diamond --game Breakout              # the pixel-diffusion baseline
   python -m jedi_core train --preset toy                                  # learns the toy Catch game on a CPU
   python -m jedi_core evaluate runs/jedi_smoke_Pong_seed0 --episodes 10 --video
@@ -32,6 +33,7 @@ EPILOG = """examples:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``python -m jedi_core`` argument parser: one sub-command per job (see the module docstring)."""
     parser = argparse.ArgumentParser(
         prog="python -m jedi_core", description="JEDI: latent diffusion world models for Atari100k.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -39,17 +41,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser(
         "train", help="train an agent (the same command resumes an interrupted run)",
-        description="Train JEDI (or, with --preset diamond, the pixel baseline) under the Atari100k protocol. "
-                    "The run folder holds the config, checkpoint, replay, metrics and final scores; running the "
-                    "same command again resumes from the last checkpoint.")
+        description="Train JEDI (or, with --preset diamond, the pixel baseline) under the Atari100k "
+                    "protocol. The run folder holds the config, checkpoint, replay, metrics and final "
+                    "scores; running the same command again resumes from the last checkpoint.")
     train.add_argument("--game", default=None, help="an Atari100k game (see `python -m jedi_core games`)")
-    train.add_argument("--env", choices=("atari", "toy"), default=None, help="atari (default) or the toy game")
+    train.add_argument("--env", choices=("atari", "toy"), default=None,
+                       help="atari (default) or the toy game")
     train.add_argument("--preset", default="atari100k", choices=list(config_lib.PRESETS))
     train.add_argument("--seed", type=int, default=None)
     train.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:N or mps")
     train.add_argument("--run-dir", default=None, help="default: runs/<method>_<preset>_<game>_seed<seed>")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
-    train.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. env_steps=50000")
+    train.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                       help="config overrides, e.g. env_steps=50000")
 
     evaluate = commands.add_parser("evaluate", help="evaluate a trained run over full episodes")
     evaluate.add_argument("run_dir", metavar="RUN_DIR")
@@ -57,8 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--seed", type=int, default=12345)
     evaluate.add_argument("--device", default=None)
     evaluate.add_argument("--video", action="store_true",
-                          help="also write RUN_DIR/videos/agent.mp4 and agent_vs_imagination.mp4 (the real episode "
-                               "beside the world model's open-loop imagination of it under the same actions)")
+                          help="also write RUN_DIR/videos/agent.mp4 and agent_vs_imagination.mp4 (the real "
+                               "episode beside the world model's open-loop imagination of it under the same "
+                               "actions)")
     evaluate.add_argument("--probe-updates", type=int, default=500,
                           help="JEDI runs trained without a decoder probe: updates to fit one for the video")
 
@@ -74,7 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Read RUN_DIRS (each a run folder holding final_scores.json, or a folder to search), "
                     "write report.md and report.png: per-game HNS, Human-/Agent-Optimal means, Sym-HNS, "
                     "Har-HNS, mean/median/IQM/optimality gap with stratified-bootstrap 95%% CIs.")
-    report.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run folders or folders that contain runs")
+    report.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
+                        help="run folders or folders that contain runs")
     report.add_argument("--out", default="report", help="output folder (default: ./report)")
     report.add_argument("--baselines", nargs="*", default=["DIAMOND", "STORM", "IRIS"],
                         help="published methods to show beside yours (default: DIAMOND STORM IRIS)")
@@ -82,36 +88,44 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
 
     bench = commands.add_parser(
-        "bench", help="JEDI against the pixel baseline: training/sampling speed and peak memory, side by side",
-        description="Measure world-model updates/s, imagined transitions/s, actor-critic updates/s and peak memory "
-                    "for a JEDI preset and its pixel-diffusion counterpart with the same batch sizes on one device "
-                    "(each in its own process), print the table with the JEDI/pixel ratios and write JSON.")
+        "bench",
+        help="JEDI against the pixel baseline: training/sampling speed and peak memory, side by side",
+        description="Measure world-model updates/s, imagined transitions/s, actor-critic updates/s and peak "
+                    "memory for a JEDI preset and its pixel-diffusion counterpart with the same batch sizes "
+                    "on one device (each in its own process), print the table with the JEDI/pixel ratios "
+                    "and write JSON.")
     bench.add_argument("--pair", choices=["paper", "smoke"], default="paper",
-                       help="paper: atari100k vs diamond (default); smoke: the tiny presets (seconds on a CPU)")
+                       help="paper: atari100k vs diamond (default); smoke: the tiny presets "
+                            "(seconds on a CPU)")
     bench.add_argument("--device", default="auto")
     bench.add_argument("--batch", type=int, default=32, help="world-model batch size (both presets)")
     bench.add_argument("--imagination-batches", type=int, nargs="+", default=[32, 128],
-                       help="imagined rollouts per batch to time sampling at (the first is the actor-critic's)")
+                       help="imagined rollouts per batch to time sampling at "
+                            "(the first is the actor-critic's)")
     bench.add_argument("--horizon", type=int, default=15)
     bench.add_argument("--warmup", type=int, default=2)
     bench.add_argument("--repeats", type=int, default=5)
     bench.add_argument("--iterations", type=int, default=3, help="calls per timed repeat")
-    bench.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    bench.add_argument("--threads", type=int, default=None,
+                       help="torch CPU threads (default: torch's choice)")
     bench.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", dest="overrides",
                        help="config overrides for both presets, e.g. performance.precision=bf16 "
                             "performance.compile=reduce-overhead")
-    bench.add_argument("--out", default=None, help="JSON file (default: benchmarks/results/bench_<pair>_<device>.json)")
+    bench.add_argument("--out", default=None,
+                       help="JSON file (default: benchmarks/results/bench_<pair>_<device>.json)")
 
     commands.add_parser("games", help="list the 26 Atari100k games, their action counts and subsets")
 
     show = commands.add_parser("config", help="print a preset's resolved config (with KEY=VALUE overrides)")
     show.add_argument("--preset", default="atari100k", choices=list(config_lib.PRESETS))
     show.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="e.g. env.game=Pong seed=3")
-    show.add_argument("--params", action="store_true", help="also build the world model and count its parameters")
+    show.add_argument("--params", action="store_true",
+                      help="also build the world model and count its parameters")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the sub-command named in ``argv`` (default: the command line); return the exit status."""
     args = build_parser().parse_args(argv)
     try:
         if args.command == "train":
@@ -119,11 +133,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "evaluate":
             _evaluate(args)
         elif args.command == "export":
-            from jedi_core.trainer import export_agent
+            from jedi_core.training.checkpoint import export_agent
 
             print(f"wrote {export_agent(args.run_dir, args.out)}")
         elif args.command == "report":
-            from jedi_core.report import write_report
+            from jedi_core.analysis.report import write_report
 
             markdown, figure = write_report(args.run_dirs, args.out, baselines=tuple(args.baselines),
                                             reps=args.bootstrap, seed=args.seed)
@@ -134,7 +148,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             _print_games()
         elif args.command == "config":
             cfg = config_lib.make_config(args.preset, args.overrides)
-            print("\n".join(config_lib.describe(cfg)))
+            print("\n".join(describe(cfg)))
             if args.params:
                 _print_parameter_counts(cfg)
     except KeyboardInterrupt:
@@ -151,7 +165,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _train(args: argparse.Namespace) -> None:
-    from jedi_core.trainer import Trainer, default_run_dir
+    """``train``: train (or resume) a run under the Atari100k protocol and print its mean final return."""
+    from jedi_core.training.loop import Trainer
+    from jedi_core.training.run_dir import default_run_dir
 
     overrides = [f"{key}={value}" for key, value in (("env.game", args.game), ("env.kind", args.env),
                                                       ("seed", args.seed), ("device", args.device))
@@ -165,19 +181,22 @@ def _train(args: argparse.Namespace) -> None:
 
 
 def _evaluate(args: argparse.Namespace) -> None:
+    """``evaluate``: score a trained run over full episodes; with ``--video``, also write its mp4s."""
     from pathlib import Path
 
     import numpy as np
 
-    from jedi_core.trainer import evaluate, load_run
+    from jedi_core.training.checkpoint import load_run
+    from jedi_core.training.collect import evaluate
 
     if args.episodes < 1:
         raise ValueError(f"--episodes must be at least 1, got {args.episodes}")
     cfg, agent, replay = load_run(args.run_dir, args.device)
     returns = evaluate(agent, cfg, args.episodes, seed=args.seed)
-    print(f"{args.run_dir}: mean return {np.mean(returns):.2f} +- {np.std(returns):.2f} over {len(returns)} episodes")
+    print(f"{args.run_dir}: mean return {np.mean(returns):.2f} +- {np.std(returns):.2f} "
+          f"over {len(returns)} episodes")
     if args.video:
-        from jedi_core.video import write_videos
+        from jedi_core.analysis.video import write_videos
 
         for path in write_videos(agent, cfg, Path(args.run_dir) / "videos", args.seed, replay,
                                  args.probe_updates).values():
@@ -185,7 +204,8 @@ def _evaluate(args: argparse.Namespace) -> None:
 
 
 def _bench(args: argparse.Namespace) -> None:
-    from jedi_core.bench import PAIRS, format_table, run_bench, write_report
+    """``bench``: time a JEDI preset against its pixel-diffusion counterpart, print the table, write JSON."""
+    from jedi_core.analysis.bench import PAIRS, format_table, run_bench, write_report
     from jedi_core.runtime import resolve_device
 
     for name in ("batch", "horizon", "repeats", "iterations"):
@@ -194,7 +214,8 @@ def _bench(args: argparse.Namespace) -> None:
     if min(args.imagination_batches) < 1 or args.warmup < 0:
         raise ValueError("--imagination-batches must be at least 1 and --warmup at least 0")
     report = run_bench(PAIRS[args.pair], args.device, args.batch, args.imagination_batches, args.horizon,
-                       args.warmup, args.repeats, args.iterations, threads=args.threads, overrides=args.overrides)
+                       args.warmup, args.repeats, args.iterations, threads=args.threads,
+                       overrides=args.overrides)
     print(format_table(report))
     variant = "".join(f"_{item.rpartition('.')[2].replace('=', '-')}" for item in args.overrides)
     out = args.out or f"benchmarks/results/bench_{args.pair}_{resolve_device(args.device).type}{variant}.json"
@@ -202,6 +223,7 @@ def _bench(args: argparse.Namespace) -> None:
 
 
 def _print_parameter_counts(cfg: config_lib.Config) -> None:
+    """``config --params``: build the preset's world model and print its parameter counts by part."""
     from jedi_core.envs import env_num_actions
     from jedi_core.world_model import build_world_model
 
@@ -213,14 +235,16 @@ def _print_parameter_counts(cfg: config_lib.Config) -> None:
 
 
 def _print_games() -> None:
+    """``games``: list the Atari100k games with their action counts, subsets and random/human scores."""
+    from jedi_core.analysis.metrics import load_reference
     from jedi_core.envs.games import ATARI100K_GAMES
-    from jedi_core.metrics import load_reference
 
     reference = load_reference()
     print(f"{'game':<16}{'actions':>8}  {'subset':<14}{'random':>10}{'human':>10}")
     for game, actions in ATARI100K_GAMES.items():
         subset = reference.subset[game].replace("_", "-")
-        print(f"{game:<16}{actions:>8}  {subset:<14}{reference.random[game]:>10.1f}{reference.human[game]:>10.1f}")
+        print(f"{game:<16}{actions:>8}  {subset:<14}"
+              f"{reference.random[game]:>10.1f}{reference.human[game]:>10.1f}")
 
 
 if __name__ == "__main__":

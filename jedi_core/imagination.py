@@ -1,8 +1,9 @@
-"""Batched imagined rollouts for training the actor-critic inside the world model (DESIGN §4).
+"""Batched imagined rollouts for training the actor-critic inside the world model.
 
-Each rollout starts from a real context of ``L`` frames sampled from the replay (recency-weighted), as in
-DIAMOND. The world model encodes it and warms up its reward model on the context's transitions. The
-actor-critic's LSTM is warmed up on the first ``L - 1`` inputs and acts from the last one. Then, for
+Each rollout starts from a real context of ``L`` frames sampled from the replay (recency-weighted, see
+``replay.sample_contexts``), as in DIAMOND. The world model encodes it and warms up its reward model on the
+context's transitions. The actor-critic's LSTM is warmed up on the first ``L - 1`` inputs and acts from
+the last one. Then, for
 ``horizon`` steps, the policy samples an action, and the world model samples the next latent (3 Euler steps),
 a reward and an end flag.
 
@@ -16,16 +17,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 from torch import Tensor
 
 from jedi_core.config import ActorCriticConfig
-from jedi_core.data import ReplayBuffer
-from jedi_core.logs import to_floats
 from jedi_core.nn.actor_critic import ActorCritic, lambda_returns, reinforce_loss
-from jedi_core.nn.masked import masked_mean
-from jedi_core.nn.sampling import sample_categorical
+from jedi_core.nn.ops import masked_mean, sample_categorical
+from jedi_core.optim import optimizer_step
+from jedi_core.runtime import Logs
 from jedi_core.world_model import WorldModel
 
 
@@ -43,25 +42,19 @@ class Rollout:
     latents: Tensor  # (B, H + 1, C, h, w): the starting latent and every imagined one, for viewing
 
 
-def sample_contexts(replay: ReplayBuffer, batch_size: int, context_length: int, rng: np.random.Generator,
-                    group_weights, device: torch.device | str) -> tuple[Tensor, Tensor]:
-    """Real starting points: (B, L, 3, H, W) float frames and the (B, L - 1) actions between them.
-
-    A context never ends on a terminal frame: the world model has never seen what follows one.
-    """
-    batch = replay.sample(batch_size, context_length - 1, rng, group_weights, avoid_terminal_end=True).to_torch(device)
-    return batch.obs, batch.actions
-
-
 def imagine(world_model: WorldModel, actor_critic: ActorCritic, frames: Tensor, actions: Tensor, horizon: int,
             temperature: float = 1.0, generator: torch.Generator | None = None) -> Rollout:
-    """Roll the policy out for ``horizon`` steps inside the world model from the given real contexts."""
-    with world_model.autocast():  # a no-op unless performance.precision=bf16
+    """Roll the policy out for ``horizon`` steps inside the world model from the given real contexts.
+
+    The whole rollout, world model and policy, runs in one precision context: the world model's
+    (``performance.precision``). Every network returns fp32, so the rollout's tensors are fp32 either way.
+    """
+    with world_model.autocast():
         return _imagine(world_model, actor_critic, frames, actions, horizon, temperature, generator)
 
 
-def _imagine(world_model: WorldModel, actor_critic: ActorCritic, frames: Tensor, actions: Tensor, horizon: int,
-             temperature: float, generator: torch.Generator | None) -> Rollout:
+def _imagine(world_model: WorldModel, actor_critic: ActorCritic, frames: Tensor, actions: Tensor,
+             horizon: int, temperature: float, generator: torch.Generator | None) -> Rollout:
     state = world_model.burn_in(frames, actions)
     batch = frames.shape[0]
     hidden = actor_critic.initial_state(batch, frames.device)
@@ -69,10 +62,14 @@ def _imagine(world_model: WorldModel, actor_critic: ActorCritic, frames: Tensor,
         for step in range(state.latents.shape[1] - 1):  # burn-in on the context before its last frame
             _, _, hidden = actor_critic(state.latents[:, step], hidden)
     current = state.latents[:, -1]
-    logits, values, taken, rewards, ends, latents = [], [], [], [], [], [current]
+    logits = []
+    values = []
+    taken = []
+    rewards = []
+    ends = []
+    latents = [current]
     for _ in range(horizon):
         step_logits, value, hidden = actor_critic(current, hidden)
-        step_logits, value = step_logits.float(), value.float()  # bf16 under autocast; the loss is fp32
         probabilities = (step_logits.detach() / temperature).softmax(-1)
         action = sample_categorical(probabilities, generator)
         current, reward, end, state = world_model.imagine_step(state, action, generator)
@@ -83,7 +80,7 @@ def _imagine(world_model: WorldModel, actor_critic: ActorCritic, frames: Tensor,
         ends.append(end)
         latents.append(current)
     with torch.no_grad():
-        final_value = actor_critic(current, hidden)[1].float()
+        final_value = actor_critic(current, hidden)[1]
     values_t = torch.stack(values, dim=1)
     ends_t = torch.stack(ends, dim=1)
     ended_before = torch.cumsum(ends_t.int(), dim=1) - ends_t.int()
@@ -106,25 +103,18 @@ def actor_critic_loss(rollout: Rollout, cfg: ActorCriticConfig) -> tuple[Tensor,
     return loss, logs
 
 
-def actor_critic_training_step(world_model: WorldModel, actor_critic: ActorCritic, frames: Tensor, actions: Tensor,
-                               cfg: ActorCriticConfig, optimizer: torch.optim.Optimizer,
-                               scheduler: torch.optim.lr_scheduler.LRScheduler | None = None, sync: bool = True
-                               ) -> dict[str, float] | dict[str, Tensor]:
-    """One actor-critic update: imagine from the given real contexts, lambda-returns, REINFORCE, clip, step.
+def actor_critic_training_step(world_model: WorldModel, actor_critic: ActorCritic, frames: Tensor,
+                               actions: Tensor, cfg: ActorCriticConfig, optimizer: torch.optim.Optimizer,
+                               scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+                               check_finite: bool = True) -> Logs:
+    """One actor-critic update: imagine from the given real contexts, lambda-returns, REINFORCE, then
+    :func:`~jedi_core.optim.optimizer_step` (``check_finite`` as in :meth:`WorldModel.training_step`).
 
-    ``sync`` as in :meth:`WorldModel.training_step`: True checks the loss and returns floats; False never
-    waits for the device and returns tensors.
+    Returns the logs as 0-dim device tensors (``runtime.to_floats`` reads them).
     """
     world_model.eval()
     actor_critic.train()
     rollout = imagine(world_model, actor_critic, frames, actions, cfg.horizon, cfg.temperature)
     loss, logs = actor_critic_loss(rollout, cfg)
-    if sync and not torch.isfinite(loss):
-        raise FloatingPointError(f"actor-critic loss is {loss.item()} (logs: {to_floats(logs)})")
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    logs["grad_norm_actor_critic"] = torch.nn.utils.clip_grad_norm_(actor_critic.parameters(), cfg.grad_clip)
-    optimizer.step()
-    if scheduler is not None:
-        scheduler.step()
-    return to_floats(logs) if sync else logs
+    clip_groups = {"grad_norm_actor_critic": (list(actor_critic.parameters()), cfg.grad_clip)}
+    return optimizer_step(loss, logs, optimizer, scheduler, clip_groups, check_finite)

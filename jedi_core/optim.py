@@ -1,16 +1,22 @@
-"""Optimiser construction shared by the world model and the actor-critic (DIAMOND's recipe).
+"""Optimisation shared by the world model and the actor-critic (DIAMOND's recipe and its ``train_component``).
 
 AdamW with weight decay on the weights of Linear, Conv and LSTM layers only (biases, norms and embeddings
 are not decayed, as in minGPT and DIAMOND), one parameter group per component so each can have its own
-learning rate, and a linear warm-up.
+learning rate, a linear warm-up, and :func:`optimizer_step`: the one update every trained component
+goes through (backward, per-group gradient clipping, step, schedule).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 import torch
-from torch import nn
+from torch import Tensor, nn
+
+from jedi_core.runtime import Logs, to_floats
+
+#: ``{log name: (parameters, max norm)}``: each group's gradient norm is clipped and logged under its name.
+ClipGroups = Mapping[str, tuple[Iterable[nn.Parameter], float]]
 
 _DECAYED = (nn.Linear, nn.Conv2d, nn.LSTM, nn.LSTMCell)
 
@@ -41,3 +47,24 @@ def make_adamw(components: Mapping[str, tuple[nn.Module, float]], weight_decay: 
 def linear_warmup(optimizer: torch.optim.Optimizer, steps: int) -> torch.optim.lr_scheduler.LambdaLR:
     """Learning rate rises linearly from 1/steps to 1x over ``steps`` updates, then stays."""
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / max(1, steps)))
+
+
+def optimizer_step(loss: Tensor, logs: Logs, optimizer: torch.optim.Optimizer,
+                   scheduler: torch.optim.lr_scheduler.LRScheduler | None, clip_groups: ClipGroups,
+                   check_finite: bool = True) -> Logs:
+    """One update of one component: backward, clip each group's gradient norm, step, advance the schedule.
+
+    Returns ``logs`` with each group's norm before clipping added (0-dim device tensors). With
+    ``check_finite`` a non-finite loss raises before any weight changes; it reads the loss on the host, so
+    the trainer turns it off and checks the logs of many updates at once instead (``runtime.mean_logs``).
+    """
+    if check_finite and not torch.isfinite(loss):
+        raise FloatingPointError(f"loss is {loss.item()} (logs: {to_floats(logs)})")
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    for name, (parameters, max_norm) in clip_groups.items():
+        logs[name] = nn.utils.clip_grad_norm_(parameters, max_norm)
+    optimizer.step()
+    if scheduler is not None:
+        scheduler.step()
+    return logs

@@ -1,11 +1,41 @@
-"""Where and how reproducibly a run executes: device resolution and seeding."""
+"""How a run executes: device, seeding, atomic writes, logs that stay on the device, precision, compilation.
+
+Everything here is plumbing that every layer may use and none of it knows the model:
+
+* :func:`resolve_device` and :func:`seed_everything`;
+* :func:`atomic_write_bytes`: a reader, or a crash, sees the old file or the whole new one, never a part;
+* device-side logs. Every ``.item()`` (and every ``if tensor:``) makes the host wait for the GPU to finish
+  all the work queued so far. A world-model update that logged ten numbers that way would stall the GPU
+  ten times, and the host could never queue the next batch while the GPU works on this one. So losses
+  return their logs as detached 0-dim tensors (:data:`Logs`), read in one transfer: per update with
+  :func:`to_floats` (what a notebook wants), or for many updates at once with :func:`mean_logs` (what the
+  trainer does, every 200 updates);
+* the fast path's two switches (config section ``performance``): :func:`autocast` for
+  ``precision=bf16`` and :func:`compile_modules` for ``compile=MODE``. Neither changes the model, the
+  schedule or any code path the CPU runs.
+"""
 
 from __future__ import annotations
 
+import math
+import os
 import random
+from collections.abc import Iterable, Mapping
+from pathlib import Path
 
 import numpy as np
 import torch
+from torch import Tensor, nn
+
+#: A log entry: a detached 0-dim tensor while on the device, a float once read.
+LogValue = Tensor | float
+#: One update's logs, as the losses and training steps return them: detached 0-dim device tensors.
+Logs = dict[str, Tensor]
+
+PRECISIONS = ("fp32", "bf16")
+
+# ----------------------------------------------------------------------------------------------
+# Device and seeding
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -19,11 +49,13 @@ def resolve_device(name: str = "auto") -> torch.device:
     device = torch.device(name)
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise RuntimeError(f"device={name!r} asked for a GPU, but this torch ({torch.__version__}) sees none; "
+            raise RuntimeError(f"device={name!r} asked for a GPU, but this torch ({torch.__version__}) "
+                               "sees none; "
                                "use device=auto or device=cpu, or install a CUDA build of torch")
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise RuntimeError(f"device={name!r}: only {torch.cuda.device_count()} GPU(s) are visible")
-    if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+    mps_available = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+    if device.type == "mps" and not mps_available:
         raise RuntimeError(f"device={name!r}: Apple MPS is not available here; use device=auto or device=cpu")
     return device
 
@@ -34,3 +66,85 @@ def seed_everything(seed: int) -> np.random.Generator:
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
     return np.random.default_rng(seed)
+
+
+# ----------------------------------------------------------------------------------------------
+# Files
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to a temporary file beside ``path``, flush it to disk, then rename it over ``path``."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """:func:`atomic_write_bytes` for UTF-8 text."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+# ----------------------------------------------------------------------------------------------
+# Logs that stay on the device
+
+
+def to_floats(logs: Mapping[str, LogValue]) -> dict[str, float]:
+    """Read every log value to the host in one transfer."""
+    if not logs:
+        return {}
+    values = [_scalar(value) for value in logs.values()]
+    device = next((value.device for value in values if value.device.type != "cpu"), torch.device("cpu"))
+    return dict(zip(logs, torch.stack([value.to(device) for value in values]).tolist(), strict=True))
+
+
+def mean_logs(entries: Iterable[Mapping[str, LogValue]]) -> dict[str, float]:
+    """The mean of each key over many updates' logs, read to the host in one transfer."""
+    collected: dict[str, list[LogValue]] = {}
+    for entry in entries:
+        for key, value in entry.items():
+            collected.setdefault(key, []).append(value)
+    means = {key: torch.stack([_scalar(v) for v in values]).mean() for key, values in collected.items()}
+    return to_floats(means)
+
+
+def _scalar(value: LogValue) -> Tensor:
+    return torch.as_tensor(value).detach().float().reshape(())
+
+
+def non_finite(logs: Mapping[str, float]) -> list[str]:
+    """The keys whose value is NaN or infinite (a diverged update)."""
+    return [key for key, value in logs.items() if not math.isfinite(value)]
+
+
+# ----------------------------------------------------------------------------------------------
+# Precision and compilation
+
+
+def autocast(device: torch.device | str, precision: str) -> torch.autocast:
+    """The forward passes' precision context: bf16 autocast for ``precision="bf16"``, a no-op for ``"fp32"``.
+
+    Weights, optimiser state and losses stay fp32; only matmuls and convolutions run in bf16, and autocast
+    keeps norms, softmaxes and reductions in fp32. Every network returns fp32 outputs whatever ran inside
+    it (:func:`jedi_core.nn.ops.fp32_outputs`), so the code around the networks never sees bf16.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision {precision!r} is not allowed; choose one of: {', '.join(PRECISIONS)}")
+    device_type = torch.device(device).type
+    return torch.autocast(device_type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
+def compile_modules(modules: Mapping[str, nn.Module], mode: str, backend: str = "inductor") -> list[str]:
+    """``torch.compile`` each module in place with ``mode``; returns their names (none for ``mode="off"``).
+
+    ``Module.compile`` keeps the parameter names, so checkpoints are the same with and without it.
+    ``backend="aot_eager"`` traces and checks the graphs without generating kernels (what the CPU tests use).
+    """
+    if mode == "off":
+        return []
+    for module in modules.values():
+        module.compile(mode=None if mode == "default" or backend != "inductor" else mode, backend=backend)
+    return list(modules)

@@ -1,4 +1,4 @@
-"""World models behind one interface: JEDI's latent diffusion model and DIAMOND's pixel one (DESIGN §4).
+"""World models behind one interface: JEDI's latent diffusion model and DIAMOND's pixel one.
 
 Training (``forward(batch) -> (loss, logs)``), on one replay segment of T transitions:
 
@@ -14,7 +14,8 @@ Training (``forward(batch) -> (loss, logs)``), on one replay segment of T transi
      conditions on the denoiser's own prediction of the previous target instead of the encoder's latent,
      as it will have to in imagination; the prediction keeps its gradient unless ``switch_grad`` is off.
 
-Both losses are summed and stepped by one optimiser (encoder learning rate 0.3x).
+Both losses are summed and stepped by one optimiser (encoder learning rate 0.3x), through
+:func:`jedi_core.optim.optimizer_step`.
 
 Imagination: :meth:`WorldModel.burn_in` encodes a real context and warms up the reward model's LSTM;
 :meth:`WorldModel.imagine_step` samples the next latent (3 Euler steps), then a reward and an end flag.
@@ -23,22 +24,21 @@ Imagination: :meth:`WorldModel.burn_in` encodes a real context and warms up the 
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
 from jedi_core.config import Config, WorldModelConfig
-from jedi_core.data import RECENCY_GROUP_WEIGHTS, Batch, ReplayBuffer, TorchBatch
-from jedi_core.logs import to_floats
-from jedi_core.nn.blocks import Conv3x3, GroupNorm, SmallResBlock, Upsample
+from jedi_core.nn.blocks import Conv3x3, GroupNorm, LSTMState, SmallResBlock, Upsample
 from jedi_core.nn.diffusion import Denoiser, DenoiserNet
 from jedi_core.nn.encoder import LatentEncoder, latent_clamp
-from jedi_core.nn.masked import masked_mean, masked_std
-from jedi_core.nn.reward_end import LSTMState, RewardEndModel
-from jedi_core.optim import linear_warmup, make_adamw
+from jedi_core.nn.ops import fp32_outputs, masked_mean, masked_std
+from jedi_core.nn.reward_end import RewardEndModel
+from jedi_core.optim import linear_warmup, make_adamw, optimizer_step
+from jedi_core.replay import TorchBatch
+from jedi_core.runtime import Logs, autocast
 
 
 def quantize_frames(frames: Tensor) -> Tensor:
@@ -47,7 +47,7 @@ def quantize_frames(frames: Tensor) -> Tensor:
 
 
 class DecoderProbe(nn.Module):
-    """A pixel decoder trained on *detached* latents: for looking at latent imagination, never for training."""
+    """A pixel decoder trained on *detached* latents: for looking at imagined latents, never for training."""
 
     def __init__(self, latent_channels: int, channels: tuple[int, ...], out_channels: int = 3):
         super().__init__()
@@ -56,6 +56,7 @@ class DecoderProbe(nn.Module):
             layers += [SmallResBlock(previous, current), Upsample(current)]
         layers += [GroupNorm(channels[-1]), nn.SiLU(), Conv3x3(channels[-1], out_channels)]
         self.layers = nn.Sequential(*layers)
+        fp32_outputs(self)
 
     def forward(self, latents: Tensor) -> Tensor:
         """(..., C, h, w) latents -> (..., 3, h * 2^k, w * 2^k) frames, unclamped."""
@@ -77,36 +78,44 @@ class ImaginationState:
 
 
 class WorldModel(nn.Module):
-    """Encoder + diffusion dynamics + reward/termination model, trained jointly (see the module docstring)."""
+    """Encoder + diffusion dynamics + reward/termination model, trained jointly (see the module docstring).
+
+    ``precision`` (``performance.precision``) is fixed when the model is built: ``"bf16"`` runs the forward
+    passes of one update (:meth:`training_step`) or of one imagined rollout (``imagination.imagine``)
+    under bf16 autocast, entered once by :meth:`autocast`; the networks' outputs are fp32 either way.
+    """
 
     def __init__(self, cfg: WorldModelConfig, encoder: nn.Module, denoiser: Denoiser,
-                 reward_end: RewardEndModel, probe: DecoderProbe | None = None):
+                 reward_end: RewardEndModel, probe: DecoderProbe | None = None, precision: str = "fp32"):
         super().__init__()
         self.cfg = cfg
-        self.encoder, self.denoiser, self.reward_end, self.probe = encoder, denoiser, reward_end, probe
+        self.encoder = encoder
+        self.denoiser = denoiser
+        self.reward_end = reward_end
+        self.probe = probe
         self.context_length = cfg.denoiser.context_length
-        self.precision = "fp32"  # or "bf16": ``performance.precision``, set by build_world_model
+        self.precision = precision
         self.latent_shape: tuple[int, int, int]  # (C, h, w) of what encode() returns, set by subclasses
 
     # -- training -------------------------------------------------------------------------------
 
     def encode(self, frames: Tensor) -> Tensor:
-        """Float frames (..., 3, H, W) in [-1, 1] -> latents (..., C, h, w) (the frames for the pixel model)."""
+        """Float frames (..., 3, H, W) in [-1, 1] -> latents (..., C, h, w) (pixel model: the frames)."""
         return self.encoder(frames)
 
     def forward(self, batch: TorchBatch) -> tuple[Tensor, dict[str, Tensor]]:
-        """The summed loss and its parts as detached 0-dim tensors (read them with ``logs.to_floats``).
+        """The summed loss and its parts as detached 0-dim tensors (read them with ``runtime.to_floats``).
 
         Nothing here waits for the device: masked means replace boolean indexing, so the update can run
-        ahead of the host (see ``jedi_core.logs``).
+        ahead of the host (see ``jedi_core.runtime``).
         """
         frames_needed = self.context_length + self.cfg.num_targets
         if batch.obs.shape[1] < frames_needed:
             raise ValueError(f"segments of {batch.obs.shape[1]} frames are too short: the world model needs "
                              f"context_length + num_targets = {frames_needed}")
-        latents = self.encode(batch.obs).float()  # (B, T+1, C, h, w), with gradient; fp32 under autocast too
-        transitions = batch.mask_padding[:, :-1] & batch.mask_padding[:, 1:]
-        reward_end_loss, logs = self.reward_end.loss(latents, batch.actions, batch.rewards, batch.ends, transitions)
+        latents = self.encode(batch.obs)  # (B, T+1, C, h, w), with gradient
+        reward_end_loss, logs = self.reward_end.loss(latents, batch.actions, batch.rewards, batch.ends,
+                                                     batch.transition_mask)
 
         target_losses, switched = self.diffusion_losses(latents, batch.actions, batch.mask_padding)
         diffusion_loss = torch.stack(target_losses).mean()
@@ -117,7 +126,7 @@ class WorldModel(nn.Module):
         if self.probe is not None:
             # Detached latents: the probe learns to draw them and sends nothing back to the encoder.
             decoded = self.probe(latents.detach())
-            frame_errors = (decoded.float() - batch.obs).pow(2).flatten(2).mean(2)  # (B, T+1)
+            frame_errors = (decoded - batch.obs).pow(2).flatten(2).mean(2)  # (B, T+1)
             probe_loss = masked_mean(frame_errors, batch.mask_padding)
             loss = loss + probe_loss
             logs["probe_loss"] = probe_loss.detach()
@@ -131,16 +140,21 @@ class WorldModel(nn.Module):
         Returns the losses (target order) and the fraction of sequences whose context was switched (a 0-dim
         tensor).
         """
-        cfg, length = self.cfg, self.context_length
+        cfg = self.cfg
+        length = self.context_length
         start = latents.shape[1] - (length + cfg.num_targets)
-        window, actions, mask = latents[:, start:], actions[:, start:], mask_padding[:, start:]
-        context, losses = window[:, :length], []
+        window = latents[:, start:]
+        actions = actions[:, start:]
+        mask = mask_padding[:, start:]
+        context = window[:, :length]
+        losses = []
         switched = latents.new_zeros((), dtype=torch.float32)
         for k in range(cfg.num_targets):
             target = window[:, length + k]
             if cfg.stop_gradient:
                 target = target.detach()  # the target (and so its noised copy) sends no gradient
-            loss, prediction = self.denoiser.loss(target, context, actions[:, k: k + length], mask[:, length + k])
+            target_actions = actions[:, k: k + length]
+            loss, prediction = self.denoiser.loss(target, context, target_actions, mask[:, length + k])
             losses.append(loss)
             if k + 1 < cfg.num_targets:
                 next_latent, switch = self.switch(prediction, window[:, length + k])
@@ -159,52 +173,38 @@ class WorldModel(nn.Module):
     def make_optimizer(self) -> tuple[torch.optim.AdamW, torch.optim.lr_scheduler.LambdaLR]:
         """One AdamW with a parameter group per component (encoder at ``lr_scale`` x lr), and its warm-up."""
         cfg = self.cfg
-        components = {"encoder": (self.encoder, cfg.lr * cfg.encoder.lr_scale), "denoiser": (self.denoiser, cfg.lr),
+        components = {"encoder": (self.encoder, cfg.lr * cfg.encoder.lr_scale),
+                      "denoiser": (self.denoiser, cfg.lr),
                       "reward_end": (self.reward_end, cfg.lr)}
         if self.probe is not None:
             components["probe"] = (self.probe, cfg.lr)
         optimizer = make_adamw(components, cfg.weight_decay, cfg.adam_eps)
         return optimizer, linear_warmup(optimizer, cfg.warmup_steps)
 
-    def clip_gradients(self) -> dict[str, Tensor]:
-        """Clip the denoiser's gradient norm to ``grad_clip_denoiser`` and the rest's to ``grad_clip_other``.
-
-        Returns the norms before clipping (0-dim tensors, still on the device).
-        """
-        others = [p for m in (self.encoder, self.reward_end, self.probe) if m is not None for p in m.parameters()]
-        return {"grad_norm_denoiser": nn.utils.clip_grad_norm_(self.denoiser.parameters(), self.cfg.grad_clip_denoiser),
-                "grad_norm_other": nn.utils.clip_grad_norm_(others, self.cfg.grad_clip_other)}
+    def clip_groups(self) -> dict[str, tuple[list[nn.Parameter], float]]:
+        """Clip groups: the denoiser to ``grad_clip_denoiser``, the rest to ``grad_clip_other``."""
+        rest = (self.encoder, self.reward_end, self.probe)
+        others = [p for module in rest if module is not None for p in module.parameters()]
+        return {"grad_norm_denoiser": (list(self.denoiser.parameters()), self.cfg.grad_clip_denoiser),
+                "grad_norm_other": (others, self.cfg.grad_clip_other)}
 
     def autocast(self) -> torch.autocast:
-        """The forward passes' precision context: bf16 autocast when ``precision == "bf16"``, else a no-op.
-
-        Weights, optimiser state and the imagined latents stay fp32; only matmuls and convolutions run in
-        bf16, and autocast keeps norms, softmaxes and losses in fp32.
-        """
-        device_type = next(self.parameters()).device.type
-        return torch.autocast(device_type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
+        """The precision context of one update or one rollout (``runtime.autocast`` at ``self.precision``)."""
+        return autocast(next(self.parameters()).device, self.precision)
 
     def training_step(self, batch: TorchBatch, optimizer: torch.optim.Optimizer,
-                      scheduler: torch.optim.lr_scheduler.LRScheduler | None = None, sync: bool = True
-                      ) -> dict[str, float] | dict[str, Tensor]:
-        """One update: loss, backward, per-component clipping, step.
+                      scheduler: torch.optim.lr_scheduler.LRScheduler | None = None, check_finite: bool = True
+                      ) -> Logs:
+        """One update: the loss under this model's precision, then :func:`~jedi_core.optim.optimizer_step`.
 
-        With ``sync`` (the default, for notebooks) a non-finite loss raises before any weight changes and
-        the logs come back as floats. Without it nothing waits for the device: the logs stay tensors and
-        the caller checks them (the trainer does, every 200 updates, before it saves a checkpoint).
+        Returns the logs as 0-dim device tensors (``runtime.to_floats`` reads them). ``check_finite`` (the
+        default, for notebooks) raises on a non-finite loss before any weight changes; the trainer turns it
+        off so that nothing waits for the device, and checks the logs every 200 updates instead.
         """
         self.train()
         with self.autocast():
             loss, logs = self(batch)
-        if sync and not torch.isfinite(loss):
-            raise FloatingPointError(f"world-model loss is {loss.item()} (logs: {to_floats(logs)})")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        logs.update(self.clip_gradients())
-        optimizer.step()
-        if scheduler is not None:
-            scheduler.step()
-        return to_floats(logs) if sync else logs
+        return optimizer_step(loss, logs, optimizer, scheduler, self.clip_groups(), check_finite)
 
     # -- imagination ----------------------------------------------------------------------------
 
@@ -212,36 +212,39 @@ class WorldModel(nn.Module):
     def burn_in(self, frames: Tensor, actions: Tensor) -> ImaginationState:
         """Start imagination from a real context: frames (B, L, 3, H, W), the L-1 actions between them.
 
-        The reward/end LSTM reads the context's L-1 transitions, so its memory matches the real past.
+        The reward/end LSTM reads the context's L-1 transitions, so its memory matches the real past. Runs at
+        the caller's precision: ``imagination.imagine`` enters :meth:`autocast` once for the whole rollout.
         """
         if frames.shape[1] != self.context_length or actions.shape[1] != self.context_length - 1:
-            raise ValueError(f"burn-in needs {self.context_length} frames and {self.context_length - 1} actions, "
+            raise ValueError(f"burn-in needs {self.context_length} frames and {self.context_length - 1} "
+                             "actions, "
                              f"got {frames.shape[1]} and {actions.shape[1]}")
-        with self.autocast():
-            latents = self.encode(frames).float()
-            state = self.reward_end(latents, actions)[2] if self.context_length > 1 else None
+        latents = self.encode(frames)
+        state = self.reward_end(latents, actions)[2] if self.context_length > 1 else None
         pending = actions.new_zeros(actions.shape[0], 1)
         return ImaginationState(latents, torch.cat([actions, pending], dim=1), state)
 
     @torch.no_grad()
     def imagine_step(self, state: ImaginationState, action: Tensor, generator: torch.Generator | None = None
                      ) -> tuple[Tensor, Tensor, Tensor, ImaginationState]:
-        """Take ``action`` (B,) in every rollout: the sampled next latent, reward (-1/0/1), end flag, new state."""
+        """Take ``action`` (B,) in every rollout: next latent, reward (-1/0/1), end flag, new state."""
         actions = torch.cat([state.actions[:, :-1], action[:, None]], dim=1)
-        with self.autocast():
-            next_latent = self.denoiser.sample_next(state.latents, actions, generator).float()
-            pair = torch.stack([state.latents[:, -1], next_latent], dim=1)
-            reward, end, reward_end_state = self.reward_end.sample(pair, action[:, None], state.reward_end_state,
-                                                                   generator)
-        new_state = ImaginationState(torch.cat([state.latents[:, 1:], next_latent[:, None]], dim=1),
-                                     torch.cat([actions[:, 1:], actions.new_zeros(actions.shape[0], 1)], dim=1),
-                                     reward_end_state)
+        next_latent = self.denoiser.sample_next(state.latents, actions, generator)
+        pair = torch.stack([state.latents[:, -1], next_latent], dim=1)
+        reward, end, reward_end_state = self.reward_end.sample(pair, action[:, None], state.reward_end_state,
+                                                               generator)
+        pending = actions.new_zeros(actions.shape[0], 1)
+        new_state = ImaginationState(latents=torch.cat([state.latents[:, 1:], next_latent[:, None]], dim=1),
+                                     actions=torch.cat([actions[:, 1:], pending], dim=1),
+                                     reward_end_state=reward_end_state)
         return next_latent, reward, end, new_state
 
     def parameter_counts(self) -> dict[str, int]:
+        """Parameters per component (encoder, denoiser, reward_end, probe if any) and their total."""
+        components = {"encoder": self.encoder, "denoiser": self.denoiser, "reward_end": self.reward_end,
+                      "probe": self.probe}
         counts = {name: sum(p.numel() for p in module.parameters())
-                  for name, module in (("encoder", self.encoder), ("denoiser", self.denoiser),
-                                       ("reward_end", self.reward_end), ("probe", self.probe)) if module is not None}
+                  for name, module in components.items() if module is not None}
         counts["total"] = sum(counts.values())
         return counts
 
@@ -249,60 +252,55 @@ class WorldModel(nn.Module):
 class JEDIWorldModel(WorldModel):
     """JEDI: a learned encoder to C x 8 x 8 latents, a one-level latent U-Net, a latent reward/end model."""
 
-    def __init__(self, cfg: WorldModelConfig, num_actions: int, frame_size: int = 64, frame_channels: int = 3):
-        enc = cfg.encoder
-        encoder = LatentEncoder(enc.channels, enc.downsample, enc.clamp, in_channels=frame_channels)
+    def __init__(self, cfg: WorldModelConfig, num_actions: int, frame_size: int = 64, frame_channels: int = 3,
+                 precision: str = "fp32"):
+        encoder_cfg = cfg.encoder
+        encoder = LatentEncoder(encoder_cfg.channels, encoder_cfg.downsample, encoder_cfg.clamp,
+                                in_channels=frame_channels)
         latent_size = frame_size // encoder.downscale
-        denoiser = _make_denoiser(cfg, num_actions, encoder.latent_channels,
-                                  output_transform=functools.partial(latent_clamp, scale=enc.clamp))
+        clamp = functools.partial(latent_clamp, scale=encoder_cfg.clamp)
+        denoiser = _make_denoiser(cfg, num_actions, encoder.latent_channels, output_transform=clamp)
         reward_end = _make_reward_end(cfg, num_actions, encoder.latent_channels, latent_size)
-        probe = DecoderProbe(encoder.latent_channels, cfg.probe_channels, frame_channels) if cfg.decoder_probe else None
-        if probe is not None and latent_size * 2 ** len(cfg.probe_channels) != frame_size:
-            raise ValueError(f"world_model.probe_channels: {len(cfg.probe_channels)} upsamplings take "
-                             f"{latent_size}x{latent_size} latents to {latent_size * 2 ** len(cfg.probe_channels)}, "
-                             f"not {frame_size}; give one entry per 2x step")
-        super().__init__(cfg, encoder, denoiser, reward_end, probe)
+        probe = None
+        if cfg.decoder_probe:
+            probe = DecoderProbe(encoder.latent_channels, cfg.probe_channels, frame_channels)
+            probed_size = latent_size * 2 ** len(cfg.probe_channels)
+            if probed_size != frame_size:
+                raise ValueError(f"world_model.probe_channels: {len(cfg.probe_channels)} upsamplings take "
+                                 f"{latent_size}x{latent_size} latents to {probed_size}, not {frame_size}; "
+                                 "give one entry per 2x step")
+        super().__init__(cfg, encoder, denoiser, reward_end, probe, precision)
         self.latent_shape = (encoder.latent_channels, latent_size, latent_size)
 
 
 class PixelWorldModel(WorldModel):
-    """DIAMOND: no encoder (identity), a four-level U-Net on 64x64 frames with 8-bit outputs, a CNN reward/end."""
+    """DIAMOND: no encoder (identity), a 4-level U-Net on 64x64 frames, 8-bit outputs, a CNN reward/end."""
 
-    def __init__(self, cfg: WorldModelConfig, num_actions: int, frame_size: int = 64, frame_channels: int = 3):
+    def __init__(self, cfg: WorldModelConfig, num_actions: int, frame_size: int = 64, frame_channels: int = 3,
+                 precision: str = "fp32"):
         denoiser = _make_denoiser(cfg, num_actions, frame_channels, output_transform=quantize_frames)
         reward_end = _make_reward_end(cfg, num_actions, frame_channels, frame_size)
-        super().__init__(cfg, nn.Identity(), denoiser, reward_end, probe=None)
+        super().__init__(cfg, nn.Identity(), denoiser, reward_end, probe=None, precision=precision)
         self.latent_shape = (frame_channels, frame_size, frame_size)
 
 
-def _make_denoiser(cfg: WorldModelConfig, num_actions: int, channels: int, output_transform) -> Denoiser:
-    d = cfg.denoiser
-    net = DenoiserNet(channels, d.context_length, num_actions, d.cond_channels, d.depths, d.channels,
-                      [bool(a) for a in d.attention])
-    return Denoiser(net, d.edm, d.sampler, output_transform)
+def _make_denoiser(cfg: WorldModelConfig, num_actions: int, channels: int,
+                   output_transform: Callable[[Tensor], Tensor]) -> Denoiser:
+    denoiser_cfg = cfg.denoiser
+    net = DenoiserNet(channels, denoiser_cfg.context_length, num_actions, denoiser_cfg.cond_channels,
+                      denoiser_cfg.depths, denoiser_cfg.channels, [bool(a) for a in denoiser_cfg.attention])
+    return Denoiser(net, denoiser_cfg.edm, denoiser_cfg.sampler, output_transform)
 
 
 def _make_reward_end(cfg: WorldModelConfig, num_actions: int, channels: int, size: int) -> RewardEndModel:
-    r = cfg.reward_end
-    return RewardEndModel(channels, size, num_actions, r.cond_channels, r.depths, r.channels,
-                          [bool(a) for a in r.attention], r.lstm_dim)
-
-
-def sample_training_batch(replay: ReplayBuffer, cfg: WorldModelConfig, rng: np.random.Generator,
-                          group_weights: Sequence[float] = RECENCY_GROUP_WEIGHTS) -> Batch:
-    """A world-model batch: ``batch_size`` windows of ``segment_steps`` transitions, padded on both sides.
-
-    Windows may run past an episode's end (as DIAMOND's reward/end windows do), so a terminal transition can
-    sit at any position of the window, as it does along an imagined rollout. With windows that end inside
-    the episode it could only be the last one, and the reward/end LSTM learns that position instead of
-    looking at the frames. Diffusion targets that land on padding are masked out of the loss.
-    """
-    return replay.sample(cfg.batch_size, cfg.segment_steps, rng, group_weights, pad_after=True)
+    reward_end_cfg = cfg.reward_end
+    return RewardEndModel(channels, size, num_actions, reward_end_cfg.cond_channels, reward_end_cfg.depths,
+                          reward_end_cfg.channels, [bool(a) for a in reward_end_cfg.attention],
+                          reward_end_cfg.lstm_dim)
 
 
 def build_world_model(cfg: Config, num_actions: int) -> WorldModel:
     """The world model a config asks for: ``method=jedi`` (latent) or ``method=diamond`` (pixel)."""
     cls = JEDIWorldModel if cfg.method == "jedi" else PixelWorldModel
-    world_model = cls(cfg.world_model, num_actions, frame_size=cfg.env.screen_size)
-    world_model.precision = cfg.performance.precision
-    return world_model
+    return cls(cfg.world_model, num_actions, frame_size=cfg.env.screen_size,
+               precision=cfg.performance.precision)

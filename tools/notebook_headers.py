@@ -1,7 +1,8 @@
 """Write (or refresh) every notebook's "Open in Colab" badge and its Colab set-up cell.
 
 The repository URL comes from one place, ``pyproject.toml``'s ``[project.urls] Repository``; change it there
-and run ``python tools/notebook_headers.py``. ``tests/test_notebooks.py`` fails when a notebook is out of date.
+and run ``python tools/notebook_headers.py``. ``tests/test_notebooks.py`` fails when a notebook is out of
+date.
 
 The set-up cell does nothing outside Colab (so nbval and local Jupyter skip it). On Colab it clones the
 repository, installs it without pinning torch (Colab's CUDA build stays), and moves into ``notebooks/`` so
@@ -32,7 +33,8 @@ def badge(notebook: Path, url: str = "", branch: str = "main") -> str:
 
 def setup_cell(url: str = "") -> str:
     url = url or repository_url()
-    return f'''# On Colab: fetch jedi and install it (Colab's own CUDA torch is kept: nothing here pins torch).
+    return f'''\
+# On Colab: fetch jedi and install it (Colab's own CUDA torch is kept: nothing here pins torch).
 # Anywhere else this cell does nothing; install with the README's command instead.
 import os
 import sys

@@ -1,4 +1,4 @@
-"""The Atari100k protocol (DESIGN §3) as one environment factory.
+"""The Atari100k protocol as one environment factory.
 
 ``ALE/<Game>-v5`` with ``frameskip=1`` and no sticky actions, gymnasium's ``AtariPreprocessing``
 (30 no-ops, skip 4 with a max-pool over the last two frames, INTER_AREA resize to 64x64 RGB), a
@@ -21,7 +21,8 @@ from jedi_core.envs.games import canonical_game_name
 try:
     import ale_py
 except ImportError as error:  # pragma: no cover - ale-py is a hard dependency
-    raise ImportError("ale-py is missing: run `pip install -e .` in the jedi folder (ROMs ship in the wheel)") from error
+    raise ImportError("ale-py is missing: run `pip install -e .` in the jedi folder "
+                      "(ROMs ship in the wheel)") from error
 
 # Silence the ALE banner before the first emulator starts: it goes to C++ stderr and would
 # otherwise appear in the first notebook cell that builds an environment.
@@ -56,7 +57,8 @@ class StochasticFrameSkip(AtariPreprocessing):
 
 
 class LifeLossInfo(gym.Wrapper):
-    """Reports ``info["life_loss"]`` (a life was lost this step), ``info["lives"]`` and ``info["frame_skip"]``.
+    """Reports ``info["life_loss"]`` (a life was lost this step), ``info["lives"]`` and
+    ``info["frame_skip"]``.
 
     It never changes ``terminated``: a lost life ends a training segment, not the episode.
     """
@@ -73,7 +75,8 @@ class LifeLossInfo(gym.Wrapper):
     def step(self, action):
         obs, reward, terminated, truncated, info = self.env.step(action)
         lives = self.env.unwrapped.ale.lives()
-        life_loss, self._lives = lives < self._lives, lives
+        life_loss = lives < self._lives
+        self._lives = lives
         skip = getattr(self.env, "frame_skip", 1)
         return obs, reward, terminated, truncated, {**info, "life_loss": life_loss, "lives": lives,
                                                     "frame_skip": skip}
@@ -91,7 +94,7 @@ def make_atari_env(
     repeat_action_probability: float = 0.0,
     render_mode: str | None = None,
 ) -> gym.Env:
-    """Build one Atari100k game exactly as the protocol says (defaults = DESIGN §3).
+    """Build one Atari100k game exactly as the protocol says (the defaults are the protocol).
 
     Observations are ``(screen_size, screen_size, 3)`` uint8 RGB; actions index the minimal action set.
     """
@@ -104,7 +107,8 @@ def make_atari_env(
         max_num_frames_per_episode=max_episode_frames,
         render_mode=render_mode,
     )
-    common = dict(noop_max=noop_max, screen_size=screen_size, grayscale_obs=False, terminal_on_life_loss=False)
+    common = dict(noop_max=noop_max, screen_size=screen_size, grayscale_obs=False,
+                  terminal_on_life_loss=False)
     if stochastic_frame_skip:
         env = StochasticFrameSkip(env, skip_range=frame_skip_range, **common)
     else:

@@ -29,7 +29,8 @@ def canonical_game_name(name: str) -> str:
         return by_lower[key]
     close = difflib.get_close_matches(key, list(by_lower), n=1, cutoff=0.4)
     hint = f"did you mean {by_lower[close[0]]!r}? " if close else ""
-    raise UnknownGameError(f"unknown game {name!r}: {hint}the Atari100k games are: {', '.join(ATARI100K_GAMES)}")
+    raise UnknownGameError(f"unknown game {name!r}: {hint}"
+                           f"the Atari100k games are: {', '.join(ATARI100K_GAMES)}")
 
 
 def num_actions(game: str) -> int:

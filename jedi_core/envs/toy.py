@@ -23,7 +23,9 @@ PADDLE_WIDTH = 3  # cells; odd, centred on the paddle's column
 PADDLE_START = GRID // 2
 ACTION_MEANINGS = ("NOOP", "LEFT", "RIGHT")
 _MOVES = (0, -1, 1)
-_BACKGROUND, _BALL, _PADDLE = (24, 24, 40), (250, 80, 60), (70, 200, 230)
+_BACKGROUND = (24, 24, 40)
+_BALL = (250, 80, 60)
+_PADDLE = (70, 200, 230)
 _PADDLE_CAUGHT = (120, 235, 90)
 _BALL_INSET = 2  # pixels of margin around the ball inside its cell
 
@@ -52,7 +54,8 @@ class CatchEnv(gym.Env):
 
     def step(self, action):
         if not self.action_space.contains(int(action)):
-            raise ValueError(f"action {action!r} is not one of 0..{self.action_space.n - 1} {ACTION_MEANINGS}")
+            raise ValueError(f"action {action!r} is not one of "
+                             f"0..{self.action_space.n - 1} {ACTION_MEANINGS}")
         reach = PADDLE_WIDTH // 2
         self._paddle = int(np.clip(self._paddle + _MOVES[int(action)], reach, GRID - 1 - reach))
         self._ball_row += 1

@@ -1,4 +1,4 @@
-"""LSTM actor-critic, lambda-returns and the REINFORCE-with-baseline loss (DESIGN §4; DIAMOND's recipe).
+"""LSTM actor-critic, lambda-returns and the REINFORCE-with-baseline loss (DIAMOND's recipe).
 
 JEDI's actor-critic reads the *detached* 16x8x8 latent (it never trains the encoder); DIAMOND's reads the
 64x64 frame. Either way: a small conv stem, an LSTMCell for memory, and linear actor and critic heads that
@@ -13,14 +13,18 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Categorical
 
-from jedi_core.nn.blocks import conv_stem, init_lstm
-from jedi_core.nn.masked import masked_mean
-from jedi_core.nn.sampling import sample_categorical
-
-LSTMState = tuple[Tensor, Tensor]
+from jedi_core.nn.blocks import LSTMState, conv_stem, init_lstm
+from jedi_core.nn.ops import fp32_outputs, masked_mean, sample_categorical
 
 
 class ActorCritic(nn.Module):
+    """The policy and its value baseline: a conv stem, an LSTMCell, zero-initialised actor and critic heads.
+
+    It reads one input per step: JEDI's detached latent, or the frame for the pixel baseline. The heads
+    start at zero, so the first policy is uniform and the first value 0. Outputs are fp32 under any
+    autocast (:func:`~jedi_core.nn.ops.fp32_outputs`).
+    """
+
     def __init__(self, in_channels: int, in_size: int, num_actions: int, channels: Sequence[int],
                  downsample: Sequence[int], lstm_dim: int):
         super().__init__()
@@ -28,11 +32,13 @@ class ActorCritic(nn.Module):
         features = channels[-1] * (in_size // 2 ** sum(downsample)) ** 2
         self.lstm = nn.LSTMCell(features, lstm_dim)
         init_lstm(self.lstm)
-        self.actor, self.critic = nn.Linear(lstm_dim, num_actions), nn.Linear(lstm_dim, 1)
+        self.actor = nn.Linear(lstm_dim, num_actions)
+        self.critic = nn.Linear(lstm_dim, 1)
         for head in (self.actor, self.critic):
             nn.init.zeros_(head.weight)
             nn.init.zeros_(head.bias)
         self.lstm_dim = lstm_dim
+        fp32_outputs(self)
 
     def initial_state(self, batch_size: int, device: torch.device | str = "cpu") -> LSTMState:
         zeros = torch.zeros(batch_size, self.lstm_dim, device=device)
@@ -69,7 +75,8 @@ def lambda_returns(rewards: Tensor, next_values: Tensor, ends: Tensor, truncatio
     following = next_values[:, -1]
     for t in reversed(range(steps)):
         cut = truncations[:, t].bool() | (t == steps - 1)
-        bootstrap = torch.where(cut, next_values[:, t], (1 - lambda_) * next_values[:, t] + lambda_ * following)
+        mixed = (1 - lambda_) * next_values[:, t] + lambda_ * following
+        bootstrap = torch.where(cut, next_values[:, t], mixed)
         returns[:, t] = rewards[:, t] + gamma * continuing[:, t] * bootstrap
         following = returns[:, t]
     return returns
@@ -95,6 +102,7 @@ def reinforce_loss(logits: Tensor, values: Tensor, actions: Tensor, returns: Ten
     entropy = mean(distribution.entropy())
     loss = policy_loss + value_weight * value_loss - entropy_weight * entropy
     with torch.no_grad():
-        logs = {"policy_loss": policy_loss.detach(), "value_loss": value_loss.detach(), "entropy": entropy.detach(),
+        logs = {"policy_loss": policy_loss.detach(), "value_loss": value_loss.detach(),
+                "entropy": entropy.detach(),
                 "return_mean": mean(returns), "value_mean": mean(values.detach())}
     return loss, logs

@@ -1,4 +1,4 @@
-"""Building blocks shared by every network (DESIGN §4; the layout follows DIAMOND's ``blocks.py``).
+"""Building blocks shared by every network (the layout follows DIAMOND's ``blocks.py``).
 
 * :class:`AdaGroupNorm`: group norm whose scale and shift come from a conditioning vector (noise level,
   actions): this is how the denoiser and the reward model are told *what* to predict.
@@ -118,7 +118,8 @@ class ResBlocks(nn.Module):
         self.blocks = nn.ModuleList(ResBlock(i, o, cond_channels, attention)
                                     for i, o in zip(in_channels, out_channels, strict=True))
 
-    def forward(self, x: Tensor, cond: Tensor, skips: Sequence[Tensor] | None = None) -> tuple[Tensor, list[Tensor]]:
+    def forward(self, x: Tensor, cond: Tensor, skips: Sequence[Tensor] | None = None
+                ) -> tuple[Tensor, list[Tensor]]:
         outputs = []
         for index, block in enumerate(self.blocks):
             x = block(x if skips is None else torch.cat([x, skips[index]], dim=1), cond)
@@ -147,8 +148,8 @@ class Upsample(nn.Module):
 
 def _check_levels(depths: Sequence[int], channels: Sequence[int], attention: Sequence[bool]) -> None:
     if not (len(depths) == len(channels) == len(attention)) or not depths:
-        raise ValueError(f"depths {tuple(depths)}, channels {tuple(channels)} and attention {tuple(attention)} "
-                         "must have one entry per level")
+        raise ValueError(f"depths {tuple(depths)}, channels {tuple(channels)} and attention "
+                         f"{tuple(attention)} must have one entry per level")
 
 
 class UNet(nn.Module):
@@ -224,7 +225,7 @@ class SmallResBlock(nn.Module):
 
 
 def conv_stem(in_channels: int, channels: Sequence[int], downsample: Sequence[int]) -> list[nn.Module]:
-    """Conv3x3 then one SmallResBlock per stage, 2x max-pooling after the stages marked 1 in ``downsample``."""
+    """Conv3x3, then one SmallResBlock per stage, with 2x max-pooling after the stages marked 1."""
     layers: list[nn.Module] = [Conv3x3(in_channels, channels[0])]
     previous = channels[0]
     for out_channels, down in zip(channels, downsample, strict=True):
@@ -233,6 +234,10 @@ def conv_stem(in_channels: int, channels: Sequence[int], downsample: Sequence[in
             layers.append(nn.MaxPool2d(2))
         previous = out_channels
     return layers
+
+
+#: An LSTM's (hidden, cell) state, as nn.LSTM and nn.LSTMCell pass it around.
+LSTMState = tuple[Tensor, Tensor]
 
 
 def init_lstm(lstm: nn.LSTM | nn.LSTMCell) -> None:

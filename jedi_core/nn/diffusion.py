@@ -16,14 +16,40 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from jedi_core.config import EDMConfig, SamplerConfig
 from jedi_core.nn.blocks import Conv3x3, FourierFeatures, GroupNorm, UNet
-from jedi_core.nn.masked import masked_mean
+from jedi_core.nn.ops import fp32_outputs, masked_mean
+
+
+class EDMSettings(Protocol):
+    """The EDM training constants this module reads (``jedi_core.config.EDMConfig`` is one)."""
+
+    sigma_data: float
+    sigma_offset_noise: float
+    sigma_loc: float
+    sigma_scale: float
+    sigma_min: float
+    sigma_max: float
+
+
+class SamplerSettings(Protocol):
+    """The sampler settings this module reads (``jedi_core.config.SamplerConfig`` is one)."""
+
+    num_steps: int
+    sigma_min: float
+    sigma_max: float
+    rho: float
+    order: int
+    s_churn: float
+    s_tmin: float
+    s_tmax: float
+    s_noise: float
+    init_noise: str
 
 
 @dataclass
@@ -47,7 +73,7 @@ def conditioners(sigma: Tensor, sigma_data: float, sigma_offset_noise: float) ->
     return Conditioners(c_in.view(view), c_out.view(view), c_skip.view(view), c_noise)
 
 
-def sample_sigma(batch_size: int, settings: EDMConfig, device: torch.device | str = "cpu",
+def sample_sigma(batch_size: int, settings: EDMSettings, device: torch.device | str = "cpu",
                  generator: torch.Generator | None = None) -> Tensor:
     """Training noise levels: log-normal, clipped to the configured range."""
     normal = torch.randn(batch_size, device=device, generator=generator)
@@ -91,7 +117,7 @@ DenoiseFn = Callable[[Tensor, Tensor], Tensor]
 
 
 @torch.no_grad()
-def sample(denoise: DenoiseFn, shape: tuple[int, ...], settings: SamplerConfig, device: torch.device | str,
+def sample(denoise: DenoiseFn, shape: tuple[int, ...], settings: SamplerSettings, device: torch.device | str,
            generator: torch.Generator | None = None, return_trajectory: bool = False
            ) -> Tensor | tuple[Tensor, list[Tensor]]:
     """Run the sampler down the Karras schedule from noise; return the final sample.
@@ -101,7 +127,7 @@ def sample(denoise: DenoiseFn, shape: tuple[int, ...], settings: SamplerConfig, 
     issue #40), at the price of under-dispersed samples where the context says little.
     """
     # The schedule lives on the host as Python floats: comparing device tensors in ``if`` would make the
-    # host wait for the GPU at every step (jedi_core.logs).
+    # host wait for the GPU at every step (see jedi_core.runtime).
     sigmas = karras_sigmas(settings.num_steps, settings.sigma_min, settings.sigma_max, settings.rho).tolist()
     x = torch.randn(shape, device=device, generator=generator)
     if settings.init_noise == "sigma_max":
@@ -121,7 +147,8 @@ def sample(denoise: DenoiseFn, shape: tuple[int, ...], settings: SamplerConfig, 
             x = x + derivative * step  # Euler (the last step, to sigma = 0, is always Euler)
         else:
             x_euler = x + derivative * step
-            derivative_2 = (x_euler - denoise(x_euler, torch.full(shape[:1], next_sigma, device=device))) / next_sigma
+            denoised_2 = denoise(x_euler, torch.full(shape[:1], next_sigma, device=device))
+            derivative_2 = (x_euler - denoised_2) / next_sigma
             x = x + (derivative + derivative_2) / 2 * step  # Heun
         trajectory.append(x)
     return (x, trajectory) if return_trajectory else x
@@ -150,6 +177,7 @@ class DenoiserNet(nn.Module):
         self.norm_out = GroupNorm(channels[0])
         self.conv_out = Conv3x3(channels[0], frame_channels)
         nn.init.zeros_(self.conv_out.weight)  # F = 0 at init: D starts as c_skip * x_noisy
+        fp32_outputs(self)
 
     def forward(self, noisy: Tensor, c_noise: Tensor, context: Tensor, actions: Tensor) -> Tensor:
         """noisy (B, C, H, W), c_noise (B,), context (B, L, C, H, W), actions (B, L) -> (B, C, H, W)."""
@@ -165,10 +193,12 @@ class Denoiser(nn.Module):
     or DIAMOND's clamp to [-1, 1] and 8-bit quantisation.
     """
 
-    def __init__(self, net: DenoiserNet, edm: EDMConfig, sampler: SamplerConfig,
+    def __init__(self, net: DenoiserNet, edm: EDMSettings, sampler: SamplerSettings,
                  output_transform: Callable[[Tensor], Tensor]):
         super().__init__()
-        self.net, self.edm, self.sampler = net, edm, sampler
+        self.net = net
+        self.edm = edm
+        self.sampler = sampler
         self.output_transform = output_transform
 
     def conditioners(self, sigma: Tensor) -> Conditioners:
@@ -200,7 +230,7 @@ class Denoiser(nn.Module):
         return loss, self.output_transform(denoised_from_output(noisy, output, cs))
 
     def sample_next(self, context: Tensor, actions: Tensor, generator: torch.Generator | None = None,
-                    sampler: SamplerConfig | None = None) -> Tensor:
+                    sampler: SamplerSettings | None = None) -> Tensor:
         """Sample the next frame/latent given (B, L, C, H, W) context and (B, L) actions."""
         shape = context.shape[:1] + context.shape[2:]
         return sample(lambda x, s: self.denoise(x, s, context, actions), shape, sampler or self.sampler,

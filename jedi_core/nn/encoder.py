@@ -1,4 +1,4 @@
-"""JEDI's encoder (DESIGN §4): a 64x64x3 frame -> a C x 8 x 8 latent in (-s, s).
+"""JEDI's encoder: a 64x64x3 frame -> a C x 8 x 8 latent in (-s, s).
 
 Conv stem, then one :class:`SmallResBlock` per stage with 2x max-pooling after the first three
 (channels [32, 32, 32, 16] at paper scale). The output is squashed by the *latent clamp*
@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from jedi_core.nn.blocks import conv_stem
+from jedi_core.nn.ops import fp32_outputs
 
 
 def latent_clamp(latent: Tensor, scale: float) -> Tensor:
@@ -22,12 +23,21 @@ def latent_clamp(latent: Tensor, scale: float) -> Tensor:
 
 
 class LatentEncoder(nn.Module):
-    def __init__(self, channels: Sequence[int], downsample: Sequence[int], clamp: float, in_channels: int = 3):
+    """JEDI's encoder: frames in [-1, 1] to C x h x w latents squashed into (-clamp, clamp).
+
+    Trained end to end by the world model's losses (the diffusion loss through its *context* latents only,
+    because the target is stop-gradiented, and the reward/end loss); the actor-critic reads its output
+    detached. Outputs are fp32 under any autocast.
+    """
+
+    def __init__(self, channels: Sequence[int], downsample: Sequence[int], clamp: float,
+                 in_channels: int = 3):
         super().__init__()
         self.layers = nn.Sequential(*conv_stem(in_channels, channels, downsample))
         self.clamp = clamp
         self.latent_channels = channels[-1]
         self.downscale = 2 ** sum(downsample)
+        fp32_outputs(self)
 
     def forward(self, frames: Tensor) -> Tensor:
         """(..., 3, H, W) floats in [-1, 1] -> (..., C, H / 2^k, W / 2^k) latents in (-clamp, clamp)."""

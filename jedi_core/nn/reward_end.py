@@ -1,4 +1,4 @@
-"""Reward/termination model (DESIGN §4; DIAMOND's ``RewEndModel``).
+"""Reward/termination model (DIAMOND's ``RewEndModel``).
 
 Each transition (x_t, a_t, x_t+1) is read by a conv encoder: the two frames (or latents) are stacked on
 channels and the action enters through AdaGroupNorm. An LSTM then carries memory along the sequence. The
@@ -14,14 +14,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from jedi_core.nn.blocks import Conv3x3, GroupNorm, ResEncoder, init_lstm
-from jedi_core.nn.masked import masked_mean
-from jedi_core.nn.sampling import sample_categorical
-
-LSTMState = tuple[Tensor, Tensor]
+from jedi_core.nn.blocks import Conv3x3, GroupNorm, LSTMState, ResEncoder, init_lstm
+from jedi_core.nn.ops import fp32_outputs, masked_mean, sample_categorical
 
 
 class RewardEndModel(nn.Module):
+    """Predicts sign(reward) (3 classes) and the end flag (2 classes) of each transition, with memory.
+
+    A conv tower with action-conditioned AdaGroupNorm reads each stacked pair (x_t, x_t+1); an LSTM carries
+    what it saw along the segment (or along an imagined rollout). Outputs are fp32 under any autocast.
+    """
+
     def __init__(self, frame_channels: int, frame_size: int, num_actions: int, cond_channels: int,
                  depths: Sequence[int], channels: Sequence[int], attention: Sequence[bool], lstm_dim: int):
         super().__init__()
@@ -45,11 +48,14 @@ class RewardEndModel(nn.Module):
         self.input_scale = features**-0.5
         with torch.no_grad():
             self.lstm.weight_ih_l0.div_(self.input_scale)
-        self.head = nn.Sequential(nn.Linear(lstm_dim, lstm_dim), nn.SiLU(), nn.Linear(lstm_dim, 3 + 2, bias=False))
+        self.head = nn.Sequential(nn.Linear(lstm_dim, lstm_dim), nn.SiLU(),
+                                  nn.Linear(lstm_dim, 3 + 2, bias=False))
+        fp32_outputs(self)
 
     def forward(self, frames: Tensor, actions: Tensor, state: LSTMState | None = None
                 ) -> tuple[Tensor, Tensor, LSTMState]:
-        """frames (B, T+1, C, H, W), actions (B, T) -> reward logits (B, T, 3), end logits (B, T, 2), state."""
+        """frames (B, T+1, C, H, W), actions (B, T) -> reward logits (B, T, 3), end logits (B, T, 2),
+        and the new LSTM state."""
         batch, steps = actions.shape
         pairs = torch.cat([frames[:, :-1], frames[:, 1:]], dim=2).flatten(0, 1)
         features = self.out_norm(self.encoder(self.conv_in(pairs), self.action_embedding(actions.flatten())))
@@ -60,11 +66,13 @@ class RewardEndModel(nn.Module):
     def loss(self, frames: Tensor, actions: Tensor, rewards: Tensor, ends: Tensor, mask: Tensor
              ) -> tuple[Tensor, dict[str, Tensor]]:
         """Cross-entropy on sign(reward) and on the end flag, averaged over the transitions where ``mask`` is
-        True. Masked means, not boolean indexing, so the host never waits (``jedi_core.logs``)."""
+        True. Masked means, not boolean indexing, so the host never waits (``jedi_core.runtime``)."""
         reward_logits, end_logits, _ = self(frames, actions)
         reward_targets = rewards.sign().long() + 1  # -1, 0, +1 -> classes 0, 1, 2
-        reward_loss = masked_mean(F.cross_entropy(reward_logits.transpose(1, 2), reward_targets, reduction="none"), mask)
-        end_loss = masked_mean(F.cross_entropy(end_logits.transpose(1, 2), ends.long(), reduction="none"), mask)
+        reward_loss = masked_mean(F.cross_entropy(reward_logits.transpose(1, 2), reward_targets,
+                                                  reduction="none"), mask)
+        end_loss = masked_mean(F.cross_entropy(end_logits.transpose(1, 2), ends.long(), reduction="none"),
+                               mask)
         with torch.no_grad():
             reward_accuracy = masked_mean((reward_logits.argmax(-1) == reward_targets).float(), mask)
         return reward_loss + end_loss, {"reward_loss": reward_loss.detach(), "end_loss": end_loss.detach(),
@@ -73,8 +81,8 @@ class RewardEndModel(nn.Module):
     @torch.no_grad()
     def sample(self, frames: Tensor, actions: Tensor, state: LSTMState | None = None,
                generator: torch.Generator | None = None) -> tuple[Tensor, Tensor, LSTMState]:
-        """Sampled reward in {-1, 0, 1} (float) and end flag (bool) of the last transition, and the new state."""
+        """The last transition's sampled reward in {-1, 0, 1} (float), end flag (bool), and the new state."""
         reward_logits, end_logits, state = self(frames, actions, state)
-        reward = sample_categorical(reward_logits[:, -1].float().softmax(-1), generator).float() - 1
-        end = sample_categorical(end_logits[:, -1].float().softmax(-1), generator).bool()
+        reward = sample_categorical(reward_logits[:, -1].softmax(-1), generator).float() - 1
+        end = sample_categorical(end_logits[:, -1].softmax(-1), generator).bool()
         return reward, end, state

@@ -25,13 +25,13 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from jedi_core import metrics
+from jedi_core.analysis import metrics
 from jedi_core.envs.games import canonical_game_name
-from jedi_core.io import atomic_write_bytes
+from jedi_core.runtime import atomic_write_bytes
+from jedi_core.training.run_dir import FINAL_SCORES_FILE
 
 __all__ = ["FINAL_SCORES_FILE", "RunResult", "find_runs", "write_report"]
 
-FINAL_SCORES_FILE = "final_scores.json"
 AGGREGATES = ("mean", "median", "iqm", "optimality_gap")
 
 
@@ -61,7 +61,8 @@ class RunResult:
             data = json.loads(path.read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise ValueError(f"{path} is not valid JSON: {err}") from err
-        expected = "keys method (str), game (str), seed (int), episode_returns (list of numbers), env_steps (int)"
+        expected = ("keys method (str), game (str), seed (int), episode_returns (list of numbers), "
+                    "env_steps (int)")
         if not isinstance(data, dict):
             raise ValueError(f"{path} must hold a JSON object with {expected}")
         missing = [k for k in ("method", "game", "seed", "episode_returns", "env_steps") if k not in data]
@@ -123,8 +124,8 @@ def find_runs(paths: Iterable[str | os.PathLike]) -> list[RunResult]:
         if found[0].parent != root:  # a search: skip toy-game runs, which are not Atari100k results
             atari = [file for file in found if not _is_toy_run(file)]
             if not atari:
-                raise ValueError(f"{root} holds only toy-game runs ({len(found)}); reports cover the Atari100k "
-                                 "games (train one with --game GAME)")
+                raise ValueError(f"{root} holds only toy-game runs ({len(found)}); reports cover the "
+                                 "Atari100k games (train one with --game GAME)")
             found = atari
         for file in found:
             runs.setdefault(file.resolve(), RunResult.load(file.parent))

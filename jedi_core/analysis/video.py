@@ -3,7 +3,7 @@
 ``agent.mp4`` is one evaluation episode. ``agent_vs_imagination.mp4`` puts the real episode on the left and,
 on the right, the world model's *open-loop* imagination of it: burnt in on the first ``context_length`` real
 frames, then fed the same actions the agent took, never seeing another real frame. Where the two panels drift
-apart is where the world model is wrong (DESIGN §4, imagination).
+apart is where the world model is wrong (imagination).
 
 JEDI imagines latents, not pixels; they are drawn by the decoder probe, which learns to draw *detached*
 latents and never trains the encoder. A run trained without the probe gets one fitted here, on its replay.
@@ -21,9 +21,16 @@ import torch.nn.functional as F
 
 from jedi_core.agent import Agent, EpisodeRecording, play_episode
 from jedi_core.config import Config
-from jedi_core.data import ReplayBuffer, frames_to_float
 from jedi_core.envs import make_env
+from jedi_core.replay import ReplayBuffer, frames_to_float
 from jedi_core.world_model import DecoderProbe, WorldModel
+
+#: Longest episode a video shows: 2,000 agent steps, about a 2-minute video at an Atari run's frame rate.
+VIDEO_MAX_STEPS = 2_000
+#: Frames a second of the Atari emulator; a video shows one frame per agent step, so 60 / frame_skip.
+ATARI_FPS = 60
+#: Frames a second of the toy game's videos: slow enough to follow the ball falling one cell a step.
+TOY_FPS = 4
 
 
 def fit_decoder_probe(world_model: WorldModel, replay: ReplayBuffer, updates: int = 500, batch_size: int = 32,
@@ -52,7 +59,8 @@ def fit_decoder_probe(world_model: WorldModel, replay: ReplayBuffer, updates: in
 @torch.no_grad()
 def imagine_episode(world_model: WorldModel, recording: EpisodeRecording, probe: DecoderProbe | None,
                     seed: int = 0) -> np.ndarray:
-    """Open-loop imagination of an episode played with ``keep_frames``, as uint8 frames aligned with its frames.
+    """Open-loop imagination of an episode played with ``keep_frames``, as uint8 frames aligned with its
+    frames.
 
     The first ``context_length`` frames are the real ones (the burn-in); every later frame is imagined from
     the previous imagined ones and the recorded action. ``probe`` draws latents (None: the pixel model).
@@ -99,15 +107,15 @@ def write_mp4(path: str | Path, frames: np.ndarray, fps: int = 15, scale: int = 
     return path
 
 
-def write_videos(agent: Agent, cfg: Config, out_dir: str | Path, seed: int, replay: ReplayBuffer | None = None,
-                 probe_updates: int = 500) -> dict[str, Path]:
+def write_videos(agent: Agent, cfg: Config, out_dir: str | Path, seed: int,
+                 replay: ReplayBuffer | None = None, probe_updates: int = 500) -> dict[str, Path]:
     """``agent.mp4`` and ``agent_vs_imagination.mp4`` of one evaluation episode, in ``out_dir``.
 
     A JEDI run without a decoder probe gets one fitted on ``replay`` for ``probe_updates`` updates.
     """
     out_dir = Path(out_dir)
     env = make_env(cfg.env)
-    recording = play_episode(agent, env, seed, max_steps=2_000, keep_frames=True)  # 2,000 steps: a 2-minute video
+    recording = play_episode(agent, env, seed, max_steps=VIDEO_MAX_STEPS, keep_frames=True)
     env.close()
     world_model = agent.world_model
     probe = None
@@ -115,11 +123,11 @@ def write_videos(agent: Agent, cfg: Config, out_dir: str | Path, seed: int, repl
         probe = world_model.probe
         if probe is None:
             if replay is None or not replay.episodes:
-                raise ValueError("JEDI's imagined latents need a decoder probe to be drawn: this run has none "
-                                 "and no replay to fit one on")
+                raise ValueError("JEDI's imagined latents need a decoder probe to be drawn: this run has "
+                                 "none and no replay to fit one on")
             probe = fit_decoder_probe(world_model, replay, probe_updates, seed=seed)
     imagined = imagine_episode(world_model, recording, probe, seed=seed)
-    fps = 60 // cfg.env.frame_skip if cfg.env.kind == "atari" else 4  # Atari runs at 60 frames a second
+    fps = ATARI_FPS // cfg.env.frame_skip if cfg.env.kind == "atari" else TOY_FPS
     return {"agent": write_mp4(out_dir / "agent.mp4", recording.frames, fps),
             "agent_vs_imagination": write_mp4(out_dir / "agent_vs_imagination.mp4",
                                               side_by_side(recording.frames, imagined), fps)}

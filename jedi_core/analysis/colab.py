@@ -1,9 +1,9 @@
 """What the notebooks need to run the same way on Colab and locally.
 
 Colab's disk is wiped when its runtime disconnects ("any files you create ... exist only for the duration of
-your runtime session", Colab FAQ). A notebook that trains for hours must therefore keep its run folder on Google
-Drive there; training resumes from the folder's checkpoint when the cell is run again. Locally, run folders go
-to ``$JEDI_RUNS`` or ``runs/``.
+your runtime session", Colab FAQ). A notebook that trains for hours must therefore keep its run folder on
+Google Drive there; training resumes from the folder's checkpoint when the cell is run again. Locally, run
+folders go to ``$JEDI_RUNS`` or ``runs/``.
 
 The repository URL lives in one place, ``pyproject.toml``'s ``[project.urls]``; the notebooks' "Open in Colab"
 badges and clone cells are checked against it (``tests/test_notebooks.py``).
@@ -45,7 +45,7 @@ def runs_dir(local: str | Path = "runs", drive_mount: str | Path = DRIVE_MOUNT) 
 
 def repository_root() -> Path:
     """The checkout ``jedi_core`` was installed from (editable installs and Colab clones), for ``assets/``."""
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]  # jedi_core/analysis/colab.py -> the repository
     if not (root / "assets").is_dir():
         raise FileNotFoundError(f"no assets/ folder beside the jedi_core package (looked in {root}): install "
                                 "jedi from a clone of its repository with `pip install -e .`")

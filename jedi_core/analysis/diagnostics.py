@@ -12,16 +12,18 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from jedi_core.data import ReplayBuffer, frames_to_float
+from jedi_core.replay import ReplayBuffer, frames_to_float
 from jedi_core.world_model import WorldModel
 
 
 @torch.no_grad()
 def prediction_errors(world_model: WorldModel, replay: ReplayBuffer, horizon: int, num_rollouts: int,
-                      rng: np.random.Generator, device: torch.device | str = "cpu") -> dict[str, np.ndarray | float]:
+                      rng: np.random.Generator, device: torch.device | str = "cpu"
+                      ) -> dict[str, np.ndarray | float]:
     """Normalised MSE per imagined step for the model and for copy-last, over windows without padding.
 
-    Returns ``model`` and ``copy_last`` arrays of length ``horizon`` and the real latents' ``latent_variance``.
+    Returns ``model`` and ``copy_last`` arrays of length ``horizon`` and the real latents'
+    ``latent_variance``.
     """
     length = world_model.context_length
     steps = length - 1 + horizon  # transitions per window: the context's own, then the imagined ones
@@ -39,13 +41,15 @@ def prediction_errors(world_model: WorldModel, replay: ReplayBuffer, horizon: in
     world_model.eval()
     real = world_model.encode(frames_to_float(frames))  # (N, steps + 1, C, h, w)
     variance = real.flatten(2).var(dim=0).mean().clamp(min=1e-12)
-    state = world_model.burn_in(frames_to_float(frames[:, :length]), actions[:, : length - 1])
-    model_errors, copy_errors = [], []
+    model_errors = []
+    copy_errors = []
     last_context = real[:, length - 1]
-    for k in range(horizon):
-        predicted, _, _, state = world_model.imagine_step(state, actions[:, length - 1 + k])
-        truth = real[:, length + k]
-        model_errors.append(((predicted - truth).pow(2).mean() / variance).item())
-        copy_errors.append(((last_context - truth).pow(2).mean() / variance).item())
+    with world_model.autocast():  # one precision context for the whole rollout, as in imagination
+        state = world_model.burn_in(frames_to_float(frames[:, :length]), actions[:, : length - 1])
+        for k in range(horizon):
+            predicted, _, _, state = world_model.imagine_step(state, actions[:, length - 1 + k])
+            truth = real[:, length + k]
+            model_errors.append(((predicted - truth).pow(2).mean() / variance).item())
+            copy_errors.append(((last_context - truth).pow(2).mean() / variance).item())
     return {"model": np.array(model_errors), "copy_last": np.array(copy_errors),
             "latent_variance": variance.item()}

@@ -89,7 +89,8 @@ def plot_hns_by_game(hns_by_game: dict[str, float], human_optimal: Sequence[str]
     return figure
 
 
-def plot_intervals(summaries: dict[str, dict], names: Sequence[str] = ("mean", "median", "iqm", "optimality_gap")):
+def plot_intervals(summaries: dict[str, dict],
+                   names: Sequence[str] = ("mean", "median", "iqm", "optimality_gap")):
     """rliable-style interval plot: one panel per aggregate, a point and its 95% CI per method."""
     import matplotlib.pyplot as plt
 
@@ -114,7 +115,7 @@ def render_rollout_step(frames: np.ndarray, latents: np.ndarray, rewards: np.nda
                         step: int, actions: Sequence[int] | None = None,
                         action_names: Sequence[str] | None = None, limit: float | None = None):
     """One step of an imagined rollout: the probe's picture, the latent's channels, and the predicted
-    rewards and ends over the whole rollout with this step marked (DESIGN §7, notebook 04).
+    rewards and ends over the whole rollout with this step marked (notebook 04).
 
     ``frames`` (T, H, W, 3) uint8 and ``latents`` (T, C, h, w) hold the start and every imagined step;
     ``rewards``, ``ends`` and ``actions`` (T - 1,) belong to the transitions into steps 1..T-1. The latent's
@@ -133,9 +134,11 @@ def render_rollout_step(frames: np.ndarray, latents: np.ndarray, rewards: np.nda
     frame_axis.set_title(caption, fontsize=9)
     if limit is None:
         limit = float(np.abs(latents).max()) or 1.0
-    latent_axis.imshow(latent_mosaic(latents[step]), cmap="RdBu_r", vmin=-limit, vmax=limit, interpolation="nearest")
+    latent_axis.imshow(latent_mosaic(latents[step]), cmap="RdBu_r", vmin=-limit, vmax=limit,
+                       interpolation="nearest")
     channels, height, width = latents.shape[1:]
-    latent_axis.set_title(f"latent: {channels} channels of {height}x{width} (colours +-{limit:.2g})", fontsize=9)
+    latent_axis.set_title(f"latent: {channels} channels of {height}x{width} (colours +-{limit:.2g})",
+                          fontsize=9)
     for axis in (frame_axis, latent_axis):
         axis.set_xticks([])
         axis.set_yticks([])
@@ -178,7 +181,8 @@ def rollout_viewer(frames: np.ndarray, latents: np.ndarray, rewards: np.ndarray,
     import ipywidgets as widgets
     import matplotlib.pyplot as plt
 
-    pictures, limit = [], float(np.abs(latents).max()) or 1.0
+    pictures = []
+    limit = float(np.abs(latents).max()) or 1.0
     for step in range(len(frames)):
         figure = render_rollout_step(frames, latents, rewards, ends, step, actions, action_names, limit)
         buffer = io.BytesIO()
@@ -209,13 +213,14 @@ def frames_to_gif(frames: np.ndarray, fps: int = 15, scale: int = 2) -> bytes:
     pictures = [Image.fromarray(frame).resize((frame.shape[1] * scale, frame.shape[0] * scale), Image.NEAREST)
                 for frame in frames]
     buffer = io.BytesIO()
-    pictures[0].save(buffer, format="GIF", save_all=True, append_images=pictures[1:], duration=round(1000 / fps),
-                     loop=0)
+    pictures[0].save(buffer, format="GIF", save_all=True, append_images=pictures[1:],
+                     duration=round(1000 / fps), loop=0)
     return buffer.getvalue()
 
 
 def show_video(path, max_frames: int = 600, fps: int = 15, scale: int = 2):
-    """An mp4 written by ``jedi_core.video`` as an inline animated GIF (its first ``max_frames`` frames)."""
+    """An mp4 written by ``jedi_core.analysis.video`` as an inline animated GIF (its first ``max_frames``
+    frames)."""
     import cv2
     from IPython.display import Image
 
@@ -233,8 +238,9 @@ def show_video(path, max_frames: int = 600, fps: int = 15, scale: int = 2):
     return Image(data=frames_to_gif(np.stack(frames)[:, ::downscale, ::downscale], fps, scale), format="gif")
 
 
-def plot_histories(histories: dict[str, Sequence[dict]], keys: Sequence[str], titles: Sequence[str] | None = None,
-                   log_scale: Sequence[str] = (), x_key: str | None = None):
+def plot_histories(histories: dict[str, Sequence[dict]], keys: Sequence[str],
+                   titles: Sequence[str] | None = None, log_scale: Sequence[str] = (),
+                   x_key: str | None = None):
     """One panel per logged key, one line per labelled run: ``{label: [logs of update 0, 1, ...]}``.
 
     ``x_key`` plots against a logged value (e.g. ``env_steps`` of a run's metrics) instead of the index.
@@ -265,7 +271,8 @@ def plot_noise_levels(train_sigmas: np.ndarray, grid: np.ndarray, curves: dict[s
     figure, (hist_axis, curve_axis) = plt.subplots(1, 2, figsize=(10, 4.4), sharex=True)
     edges = np.geomspace(min(grid.min(), train_sigmas.min()), max(grid.max(), train_sigmas.max()), bins + 1)
     # Equal-width bins in log sigma, each bar the fraction of draws: the bell of ln sigma, undistorted.
-    hist_axis.hist(train_sigmas, bins=edges, color="0.6", weights=np.full(len(train_sigmas), 1 / len(train_sigmas)))
+    hist_axis.hist(train_sigmas, bins=edges, color="0.6",
+                   weights=np.full(len(train_sigmas), 1 / len(train_sigmas)))
     hist_axis.set(xscale="log", xlabel="sigma (log)", ylabel="fraction of draws per bin",
                   title="noise levels drawn for training")
     for name, curve in curves.items():
@@ -335,11 +342,13 @@ def plot_error_vs_steps(steps: Sequence[int], panels: dict[str, dict[str, Sequen
             axis.plot(steps, last * steps[-1] / steps, "k:", linewidth=1, label="1 / steps (first order)")
         if highlight is not None:
             axis.axvline(highlight, color="0.5", linewidth=6, alpha=0.3, label=f"{highlight} steps (JEDI)")
-        axis.set(xscale="log", yscale="log", xlabel="Euler steps (denoiser calls)", ylabel=ylabel, title=title)
+        axis.set(xscale="log", yscale="log", xlabel="Euler steps (denoiser calls)", ylabel=ylabel,
+                 title=title)
         axis.set_xticks(steps, [f"{s:g}" for s in steps])
         axis.xaxis.set_minor_locator(NullLocator())  # only the measured step counts on x
         axis.grid(alpha=0.3, which="both")
-        axis.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2)  # below: never on a line
+        # Below the axes: never on a line.
+        axis.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2)
     figure.tight_layout()
     return figure
 
@@ -355,7 +364,8 @@ def plot_rollout_errors(errors: dict[str, np.ndarray], baseline: np.ndarray | No
     """
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(1, 2 if relative else 1, figsize=(11.0 if relative else 6.4, 4.0), squeeze=False)
+    figure, axes = plt.subplots(1, 2 if relative else 1, figsize=(11.0 if relative else 6.4, 4.0),
+                                squeeze=False)
     models = {label: np.atleast_2d(np.asarray(values, dtype=float)) for label, values in errors.items()}
     panels = [(axes[0][0], dict(models), ylabel, title)]
     if baseline is not None:
@@ -370,8 +380,8 @@ def plot_rollout_errors(errors: dict[str, np.ndarray], baseline: np.ndarray | No
             suffix = f" (mean of {len(runs)})" if len(runs) > 1 else ""
             (line,) = axis.plot(steps, runs.mean(axis=0), label=label + suffix, markersize=4, **style)
             if len(runs) > 1:
-                axis.fill_between(steps, runs.min(axis=0), runs.max(axis=0), color=line.get_color(), alpha=0.15,
-                                  linewidth=0)
+                axis.fill_between(steps, runs.min(axis=0), runs.max(axis=0), color=line.get_color(),
+                                  alpha=0.15, linewidth=0)
         axis.set(xlabel="imagined steps (open loop, real actions)", ylabel=label_y, title=panel_title)
         axis.set_xlim(left=0.5)
         axis.set_ylim(bottom=0)

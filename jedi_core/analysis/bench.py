@@ -1,4 +1,4 @@
-"""JEDI against pixel diffusion, side by side on one device (DESIGN §6; the paper's efficiency claims).
+"""JEDI against pixel diffusion, side by side on one device (the paper's efficiency claims).
 
 For each preset, in its own process (so peak memory is its own): world-model training updates per second,
 imagined transitions per second (the denoiser's Euler steps, the reward/end model and the policy, without
@@ -27,15 +27,14 @@ import torch
 
 import jedi_core
 from jedi_core.config import make_config
-from jedi_core.data import ReplayBuffer
-from jedi_core.io import atomic_write_text
-from jedi_core.performance import compile_agent
-from jedi_core.runtime import resolve_device, seed_everything
+from jedi_core.replay import ReplayBuffer
+from jedi_core.runtime import atomic_write_text, resolve_device, seed_everything
 
 PAIRS = {"paper": ("atari100k", "diamond"), "smoke": ("smoke", "smoke_diamond")}
 
 
-def synthetic_replay(num_steps: int, num_actions: int, seed: int = 0, episode_length: int = 200) -> ReplayBuffer:
+def synthetic_replay(num_steps: int, num_actions: int, seed: int = 0,
+                     episode_length: int = 200) -> ReplayBuffer:
     """A replay of random 64x64 frames, actions and rewards, in episodes of ``episode_length`` steps."""
     rng = np.random.default_rng(seed)
     replay = ReplayBuffer()
@@ -50,7 +49,8 @@ def synthetic_replay(num_steps: int, num_actions: int, seed: int = 0, episode_le
 
 def _median_rate(step: Callable[[], None], work: int, warmup: int, repeats: int, iterations: int,
                  device: torch.device) -> float:
-    """Median over ``repeats`` of ``work * iterations / seconds`` for ``iterations`` calls, after a warm-up."""
+    """Median over ``repeats`` of ``work * iterations / seconds`` for ``iterations`` calls, after a
+    warm-up."""
     for _ in range(warmup):
         step()
     rates = []
@@ -72,8 +72,8 @@ def _synchronize(device: torch.device) -> None:
 def measure_preset(preset: str, settings: dict) -> dict:
     """All four measurements for one preset (run it in a fresh process for an honest peak memory)."""
     from jedi_core.agent import Agent
-    from jedi_core.imagination import actor_critic_training_step, imagine, sample_contexts
-    from jedi_core.world_model import sample_training_batch
+    from jedi_core.imagination import actor_critic_training_step, imagine
+    from jedi_core.replay import sample_contexts, sample_training_batch
 
     overrides = [f"device={settings['device']}", f"world_model.batch_size={settings['world_model_batch']}",
                  f"actor_critic.batch_size={settings['imagination_batches'][0]}",
@@ -83,7 +83,7 @@ def measure_preset(preset: str, settings: dict) -> dict:
     rng = seed_everything(0)
     num_actions = settings["num_actions"]
     agent = Agent(cfg, num_actions).to(device)
-    compile_agent(agent, cfg.performance.compile)  # as the trainer does; warm-up absorbs the compilation
+    agent.compile_per_step_networks(cfg.performance.compile)  # as the trainer does; warm-up absorbs it
     world_model, actor_critic = agent.world_model, agent.actor_critic
     replay = synthetic_replay(settings["replay_steps"], num_actions)
     wm_optimizer, wm_scheduler = world_model.make_optimizer()
@@ -92,16 +92,18 @@ def measure_preset(preset: str, settings: dict) -> dict:
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
 
-    # As in the trainer: the updates never wait for the device (sync=False); their logs are read once.
+    # As in the trainer: the updates never wait for the device (check_finite=False).
     def world_model_update():
-        batch = sample_training_batch(replay, cfg.world_model, rng, cfg.replay.sample_weights).to_torch(device)
-        world_model.training_step(batch, wm_optimizer, wm_scheduler, sync=False)
+        batch = sample_training_batch(replay, cfg.world_model, rng,
+                                      cfg.replay.sample_weights).to_torch(device)
+        world_model.training_step(batch, wm_optimizer, wm_scheduler, check_finite=False)
 
     def batch_assembly():
         sample_training_batch(replay, cfg.world_model, rng, cfg.replay.sample_weights)
 
     def contexts(batch_size: int):
-        return sample_contexts(replay, batch_size, world_model.context_length, rng, cfg.replay.sample_weights, device)
+        return sample_contexts(replay, batch_size, world_model.context_length, rng, cfg.replay.sample_weights,
+                               device)
 
     def imagination(batch_size: int) -> Callable[[], None]:
         def step():
@@ -114,7 +116,7 @@ def measure_preset(preset: str, settings: dict) -> dict:
     def actor_critic_update():
         frames, actions = contexts(cfg.actor_critic.batch_size)
         actor_critic_training_step(world_model, actor_critic, frames, actions, cfg.actor_critic, ac_optimizer,
-                                   ac_scheduler, sync=False)
+                                   ac_scheduler, check_finite=False)
 
     result = {
         "preset": preset, "method": cfg.method,
@@ -150,8 +152,10 @@ def schedule_epochs(cfg) -> int:
 
 
 def projected_update_hours(cfg, world_model_rate: float, actor_critic_rate: float) -> float:
-    """Hours a full run of ``cfg``'s schedule spends in updates at these rates (env steps and evaluation excluded)."""
-    train, epochs = cfg.training, schedule_epochs(cfg)
+    """Hours a full run of ``cfg``'s schedule spends in updates at these rates (env steps and evaluation
+    excluded)."""
+    train = cfg.training
+    epochs = schedule_epochs(cfg)
     world_model_updates = train.first_epoch_world_model_updates + (epochs - 1) * train.world_model_updates
     actor_critic_updates = train.first_epoch_actor_critic_updates + (epochs - 1) * train.actor_critic_updates
     return (world_model_updates / world_model_rate + actor_critic_updates / actor_critic_rate) / 3600
@@ -167,10 +171,11 @@ def _measure_in_child(preset: str, settings: dict, queue) -> None:
 
 
 def run_bench(pair: Sequence[str] = PAIRS["paper"], device: str = "auto", world_model_batch: int = 32,
-              imagination_batches: Sequence[int] = (32, 128), horizon: int = 15, warmup: int = 2, repeats: int = 5,
-              iterations: int = 3, replay_steps: int = 2_000, num_actions: int = 18,
+              imagination_batches: Sequence[int] = (32, 128), horizon: int = 15, warmup: int = 2,
+              repeats: int = 5, iterations: int = 3, replay_steps: int = 2_000, num_actions: int = 18,
               threads: int | None = None, overrides: Sequence[str] = ()) -> dict:
-    """Measure the JEDI preset and the pixel preset of ``pair`` with the same settings, each in a fresh process.
+    """Measure the JEDI preset and the pixel preset of ``pair`` with the same settings, each in a fresh
+    process.
 
     ``overrides`` (``KEY=VALUE``) apply to both presets, e.g. ``performance.precision=bf16``.
     """
@@ -200,14 +205,16 @@ def run_bench(pair: Sequence[str] = PAIRS["paper"], device: str = "auto", world_
 
 
 def metric_names(settings: dict) -> list[str]:
-    return ["world_model_updates_per_s", *[f"imagined_transitions_per_s@{b}" for b in settings["imagination_batches"]],
+    return ["world_model_updates_per_s",
+            *[f"imagined_transitions_per_s@{b}" for b in settings["imagination_batches"]],
             "actor_critic_updates_per_s", "peak_memory_mb", "projected_update_hours", "batch_assembly_ms"]
 
 
 def _environment(device: str, threads: int | None) -> dict:
     resolved = resolve_device(device)
     return {"device": torch.cuda.get_device_name(resolved) if resolved.type == "cuda" else
-            f"CPU: {platform.processor() or platform.machine()}, {threads or torch.get_num_threads()} torch threads",
+            f"CPU: {platform.processor() or platform.machine()}, "
+            f"{threads or torch.get_num_threads()} torch threads",
             "torch": torch.__version__, "cuda": torch.version.cuda, "python": platform.python_version(),
             "jedi_core": jedi_core.__version__, "platform": platform.platform(),
             "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
@@ -223,13 +230,15 @@ def format_table(report: dict) -> str:
     lines = [f"| measure | JEDI ({jedi['preset']}) | pixel ({pixel['preset']}) | JEDI/pixel | paper |",
              "|---|---|---|---|---|"]
     for key in [k for k in metric_names(settings) if k in jedi]:  # older reports lack the newer measures
-        name = key.replace("_per_s", " per s").replace("_mb", " (MB)").replace("_", " ").replace("@", ", batch ")
+        name = (key.replace("_per_s", " per s").replace("_mb", " (MB)").replace("_", " ")
+                .replace("@", ", batch "))
         name = name.replace("projected update hours", "hours of updates in a full run (projected)")
         name = name.replace("batch assembly ms", "host time to gather a world-model batch (ms)")
         lines.append(f"| {name} | {jedi[key]:,.2f} | {pixel[key]:,.2f} | {report['ratios'][key]:.2f}x | "
                      f"{paper.get(key, '> 3x (sampling)')} |")
-    lines.append(f"\n{report['environment']['device']}; torch {report['environment']['torch']}; world-model batch "
-                 f"{settings['world_model_batch']}, actor-critic batch {settings['imagination_batches'][0]} x horizon "
+    lines.append(f"\n{report['environment']['device']}; torch {report['environment']['torch']}; "
+                 f"world-model batch {settings['world_model_batch']}, "
+                 f"actor-critic batch {settings['imagination_batches'][0]} x horizon "
                  f"{settings['horizon']}; median of {settings['repeats']} x {settings['iterations']} after "
                  f"{settings['warmup']} warm-up; memory: {jedi['memory_kind']}; precision "
                  f"{jedi.get('performance', {}).get('precision', 'fp32')}, compile "

@@ -1,0 +1,141 @@
+"""Checkpoints of a run (in its folder, see :mod:`jedi_core.training.run_dir`) and exported agent files.
+
+The replay is written before the checkpoint (each atomically), so a crash between the two leaves a replay
+that may hold steps the checkpoint has not counted, never the reverse. An exported agent file holds the
+config and the agent's weights only: for sharing a trained agent and for the notebooks' shipped one.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import torch
+
+import jedi_core
+from jedi_core.agent import Agent
+from jedi_core.config import Config
+from jedi_core.configlib import apply_overrides, from_dict, to_dict
+from jedi_core.envs import env_num_actions
+from jedi_core.replay import ReplayBuffer
+from jedi_core.runtime import atomic_write_bytes, resolve_device
+from jedi_core.training.run_dir import CHECKPOINT_FILE, CONFIG_FILE, FINAL_SCORES_FILE, REPLAY_DIR
+
+CHECKPOINT_VERSION = 1
+#: Settings a resumed run may change: where and how fast it runs, never what it computes.
+RESUMABLE_CHANGES = {"device", "performance.precision", "performance.compile"}
+#: The ``kind`` of an exported agent file (weights only), as opposed to a resumable checkpoint.
+AGENT_FILE_KIND = "jedi-agent"
+
+
+class IncompatibleCheckpoint(RuntimeError):
+    """A checkpoint written by another config or another checkpoint version."""
+
+
+def write_checkpoint(run_dir: Path, replay: ReplayBuffer, state: dict) -> Path:
+    """Save the replay (its own atomic index), then ``state`` in one atomically written file."""
+    replay.save(run_dir / REPLAY_DIR)
+    return _write_state(run_dir / CHECKPOINT_FILE, {"version": CHECKPOINT_VERSION,
+                                                    "jedi_core": jedi_core.__version__, **state})
+
+
+def read_checkpoint(path: Path, device: torch.device) -> dict:
+    """A checkpoint (or exported agent file) as saved, refused if another checkpoint version wrote it."""
+    state = torch.load(path, map_location=device, weights_only=False)
+    if state.get("version") != CHECKPOINT_VERSION:
+        raise IncompatibleCheckpoint(f"{path} is checkpoint version {state.get('version')}; this jedi_core "
+                                     f"({jedi_core.__version__}) reads version {CHECKPOINT_VERSION}")
+    return state
+
+
+def check_resumable(path: Path, saved_config: dict, cfg: Config) -> None:
+    """Refuse to resume a checkpoint whose config differs from ``cfg`` beyond :data:`RESUMABLE_CHANGES`."""
+    # Through from_dict, so that a section added since the run was saved compares as its default.
+    differences = _config_differences(to_dict(from_dict(saved_config, Config)), to_dict(cfg))
+    if differences - RESUMABLE_CHANGES:
+        raise IncompatibleCheckpoint(
+            f"{path} was written by preset {saved_config['preset']!r} ({saved_config['method']}) and differs "
+            f"from this command in {sorted(differences - RESUMABLE_CHANGES)}; rerun with the run's original "
+            f"settings (see {path.parent / CONFIG_FILE}) or choose another --run-dir")
+
+
+def load_run(run_dir: str | Path, device: str | None = None) -> tuple[Config, Agent, ReplayBuffer]:
+    """A run folder's config, its agent with the last checkpoint's weights, and its replay (to evaluate)."""
+    run_dir = Path(run_dir)
+    cfg, agent, _ = _load_run_agent(run_dir, device)
+    return cfg, agent, ReplayBuffer.load(run_dir / REPLAY_DIR)
+
+
+def export_agent(run_dir: str | Path, path: str | Path) -> Path:
+    """Write a run's config and agent weights (no optimiser state, no replay) to one small file, atomically.
+
+    For sharing a trained agent and for the notebooks' shipped checkpoint; read it with :func:`load_agent`.
+    """
+    run_dir = Path(run_dir)
+    path = Path(path)
+    _, agent, counters = _load_run_agent(run_dir, "cpu")
+    saved_config = json.loads((run_dir / CONFIG_FILE).read_text())  # as trained, not the CPU it was loaded on
+    scores_file = run_dir / FINAL_SCORES_FILE
+    final_scores = json.loads(scores_file.read_text()) if scores_file.is_file() else None
+    state = {"kind": AGENT_FILE_KIND, "version": CHECKPOINT_VERSION, "jedi_core": jedi_core.__version__,
+             "config": saved_config, "agent": agent.state_dict(), "counters": counters,
+             "final_scores": final_scores}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return _write_state(path, state)
+
+
+def load_agent(path: str | Path, device: str | None = None) -> tuple[Config, Agent, dict]:
+    """An exported agent file's config, agent (in eval mode) and metadata (counters, final scores)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no agent file at {path} (make one with `python -m jedi_core export RUN_DIR "
+                                f"{path}`)")
+    state = read_checkpoint(path, torch.device("cpu"))
+    if state.get("kind") != AGENT_FILE_KIND:
+        raise IncompatibleCheckpoint(f"{path} is not an exported agent file; a run's checkpoint.pt is read "
+                                     "with load_run(RUN_DIR)")
+    cfg = _with_device(from_dict(state["config"], Config), device)
+    agent = _agent_with_weights(cfg, state["agent"])
+    return cfg, agent.eval(), {"counters": state["counters"], "final_scores": state["final_scores"]}
+
+
+def _load_run_agent(run_dir: Path, device: str | None) -> tuple[Config, Agent, dict]:
+    for name in (CONFIG_FILE, CHECKPOINT_FILE):
+        if not (run_dir / name).is_file():
+            raise FileNotFoundError(f"{run_dir} has no {name}: is it a run folder made by `train` "
+                                    "(and has it "
+                                    "saved a checkpoint yet)?")
+    cfg = _with_device(from_dict(json.loads((run_dir / CONFIG_FILE).read_text()), Config), device)
+    state = read_checkpoint(run_dir / CHECKPOINT_FILE, resolve_device(cfg.device))
+    return cfg, _agent_with_weights(cfg, state["agent"]), state["counters"]
+
+
+def _agent_with_weights(cfg: Config, weights: dict) -> Agent:
+    agent = Agent(cfg, env_num_actions(cfg.env)).to(resolve_device(cfg.device))
+    agent.load_state_dict(weights)
+    return agent
+
+
+def _with_device(cfg: Config, device: str | None) -> Config:
+    return cfg if device is None else apply_overrides(cfg, [f"device={device}"])
+
+
+def _write_state(path: Path, state: dict) -> Path:
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+    return path
+
+
+def _config_differences(saved: dict, current: dict, prefix: str = "") -> set[str]:
+    keys = set(saved) | set(current)
+    differences = set()
+    for key in keys:
+        a = saved.get(key)
+        b = current.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            differences |= _config_differences(a, b, prefix + key + ".")
+        elif a != b:
+            differences.add(prefix + key)
+    return differences

@@ -1,0 +1,96 @@
+"""Every loop over the real environment: the initial random collection, collection with the agent, evaluation.
+
+Each recorded step goes through :func:`step_and_record`, so the replay always holds the same fields (the
+life-loss flag included) whoever played the step. Evaluation plays whole games with the sampled policy at
+epsilon 0 (``agent.play_episode``); lost lives never end an evaluation episode.
+"""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+
+from jedi_core.agent import Agent, play_episode
+from jedi_core.config import Config, EnvConfig
+from jedi_core.envs import make_env
+from jedi_core.nn.blocks import LSTMState
+from jedi_core.replay import Episode, ReplayBuffer
+
+#: A collector's k-th reset is seeded ``seed * RESET_SEED_STRIDE + k``: a resumed run replays the same starts,
+#: and two seeds' sequences do not overlap for the first 100,003 resets.
+RESET_SEED_STRIDE = 100_003
+
+
+def step_and_record(env: gym.Env, episode: Episode, action: int) -> tuple[np.ndarray, float, bool]:
+    """Take ``action`` in ``env`` and append the transition to ``episode``; returns (frame, reward, done)."""
+    obs, reward, terminated, truncated, info = env.step(action)
+    episode.append(action, float(reward), obs, terminated=terminated, truncated=truncated,
+                   life_loss=bool(info.get("life_loss", False)))
+    return obs, float(reward), terminated or truncated
+
+
+def collect_random_steps(env_cfg: EnvConfig, num_steps: int, seed: int, replay: ReplayBuffer | None = None
+                         ) -> ReplayBuffer:
+    """Play ``num_steps`` uniformly random actions and record every transition (life-loss flags included)."""
+    replay = ReplayBuffer() if replay is None else replay
+    env = make_env(env_cfg)
+    rng = np.random.default_rng(seed)
+    obs, _ = env.reset(seed=seed)
+    episode = replay.new_episode(obs)
+    for _ in range(num_steps):
+        action = int(rng.integers(env.action_space.n))
+        _, _, done = step_and_record(env, episode, action)
+        if done:
+            obs, _ = env.reset()
+            episode = replay.new_episode(obs)
+    env.close()
+    return replay
+
+
+class Collector:
+    """Plays the real environment with the agent, recording every step; keeps its episode across epochs."""
+
+    def __init__(self, cfg: Config, replay: ReplayBuffer, agent: Agent, seed: int, resets: int = 0):
+        self.env = make_env(cfg.env)
+        self.replay = replay
+        self.agent = agent
+        self.seed = seed
+        self.resets = resets  # how many episodes this run has started: the next reset's seed follows from it
+        self.episode: Episode | None = None
+        self.obs: np.ndarray | None = None
+        self.state: LSTMState | None = None
+        self.episode_return = 0.0
+
+    def _reset(self) -> None:
+        self.obs, _ = self.env.reset(seed=self.seed * RESET_SEED_STRIDE + self.resets)
+        self.resets += 1
+        self.episode = self.replay.new_episode(self.obs)
+        self.state = self.agent.initial_state(1)
+        self.episode_return = 0.0
+
+    def collect(self, num_steps: int, epsilon: float, rng: np.random.Generator, random_policy: bool = False
+                ) -> list[float]:
+        """Play ``num_steps`` steps; returns the returns of the episodes that finished."""
+        finished = []
+        for _ in range(num_steps):
+            if self.episode is None or self.episode.finished:
+                self._reset()
+            if random_policy:
+                action = int(rng.integers(self.agent.num_actions))
+            else:
+                actions, self.state = self.agent.act(self.obs[None], self.state, epsilon)
+                action = int(actions[0])
+            self.obs, reward, done = step_and_record(self.env, self.episode, action)
+            self.episode_return += reward
+            if done:
+                finished.append(self.episode_return)
+        return finished
+
+
+def evaluate(agent: Agent, cfg: Config, episodes: int, seed: int,
+             max_steps: int | None = None) -> list[float]:
+    """Mean-return protocol: full episodes (lost lives do not end them), sampled policy, epsilon 0."""
+    env = make_env(cfg.env)
+    returns = [play_episode(agent, env, seed + index, max_steps).total_reward for index in range(episodes)]
+    env.close()
+    return returns

@@ -1,0 +1,248 @@
+"""The training loop: collect, train the world model, train the actor-critic, evaluate, save.
+
+One run follows DIAMOND's Atari schedule (the paper's Algorithm 1): an initial random collection, then
+epochs of (collect ``env_steps_per_epoch`` real steps with epsilon 0.01, ``world_model_updates`` updates of
+the world model, ``actor_critic_updates`` updates of the actor-critic in imagination), then a few
+training-only epochs, then the final evaluation. The run folder and its files are described in
+:mod:`jedi_core.training.run_dir`.
+
+Running the same command again resumes from the checkpoint. Ctrl-C saves before exiting. A non-finite loss
+stops the run, and the last good checkpoint is kept.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+import jedi_core
+from jedi_core.agent import Agent
+from jedi_core.config import Config
+from jedi_core.configlib import to_dict
+from jedi_core.envs import env_num_actions
+from jedi_core.imagination import actor_critic_training_step
+from jedi_core.replay import ReplayBuffer, sample_contexts, sample_training_batch
+from jedi_core.runtime import Logs, atomic_write_text, mean_logs, non_finite, resolve_device, seed_everything
+from jedi_core.training.checkpoint import check_resumable, read_checkpoint, write_checkpoint
+from jedi_core.training.collect import Collector, evaluate
+from jedi_core.training.run_dir import (
+    CHECKPOINT_FILE,
+    CONFIG_FILE,
+    FINAL_SCORES_FILE,
+    METRICS_FILE,
+    REPLAY_DIR,
+)
+
+#: Updates whose logs are read (and checked for divergence) in one device-to-host transfer.
+LOG_CHUNK = 200
+#: Periodic evaluations at epoch e use seeds from PERIODIC_EVAL_SEED + e; the final one from FINAL_EVAL_SEED
+#: + the run's seed. Both are far from the collector's reset seeds, so no evaluation replays a training start.
+PERIODIC_EVAL_SEED = 10**6
+FINAL_EVAL_SEED = 10**7
+#: ``train_return`` in metrics.jsonl is the mean of the last this many finished training episodes.
+RECENT_RETURNS_KEPT = 20
+#: How each method is named in ``final_scores.json`` (and so in reports, beside the published baselines).
+METHOD_LABELS = {"jedi": "JEDI", "diamond": "DIAMOND (ours)"}
+
+
+class Trainer:
+    """One run, from an empty folder (or its last checkpoint) to ``final_scores.json``.
+
+    It owns the agent, both optimisers and their schedules, the replay, the NumPy generator that draws
+    every batch, and the counters; :meth:`run` is the whole of Algorithm 1. The world-model and
+    actor-critic updates run without waiting for the device; their logs are read every ``LOG_CHUNK``
+    updates, when a non-finite one stops the run before the next checkpoint.
+    """
+
+    def __init__(self, cfg: Config, run_dir: str | Path, quiet: bool = False):
+        self.cfg = cfg
+        self.run_dir = Path(run_dir)
+        self.quiet = quiet
+        self.device = resolve_device(cfg.device)
+        seed_everything(cfg.seed)
+        self.agent = Agent(cfg, env_num_actions(cfg.env)).to(self.device)
+        self.agent.compile_per_step_networks(cfg.performance.compile)
+        self.wm_optimizer, self.wm_scheduler = self.agent.world_model.make_optimizer()
+        self.ac_optimizer, self.ac_scheduler = self.agent.make_actor_critic_optimizer()
+        self.replay = ReplayBuffer()
+        self.rng = np.random.default_rng(cfg.seed)
+        self.counters = {"epoch": 0, "env_steps": 0, "world_model_updates": 0, "actor_critic_updates": 0,
+                         "final_epochs": 0, "collector_resets": 0}
+        self.recent_returns: list[float] = []
+
+    # -- the loop -------------------------------------------------------------------------------
+
+    @property
+    def finished(self) -> bool:
+        return (self.run_dir / FINAL_SCORES_FILE).is_file()
+
+    def run(self) -> dict:
+        """Train to the end of the schedule (resuming if a checkpoint exists), evaluate, return the scores."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if self.finished:
+            self._say(f"{self.run_dir} has finished already: see {FINAL_SCORES_FILE}")
+            return json.loads((self.run_dir / FINAL_SCORES_FILE).read_text())
+        if (self.run_dir / CHECKPOINT_FILE).is_file():
+            self.load_checkpoint()
+            self._say(f"resumed {self.run_dir} at epoch {self.counters['epoch']}, "
+                      f"{self.counters['env_steps']} env steps")
+        atomic_write_text(self.run_dir / CONFIG_FILE, json.dumps(to_dict(self.cfg), indent=1))
+        cfg = self.cfg
+        train = cfg.training
+        collector = Collector(cfg, self.replay, self.agent, cfg.seed,
+                              resets=self.counters["collector_resets"])
+        bar = tqdm(total=cfg.env_steps, initial=self.counters["env_steps"], unit="step", disable=self.quiet,
+                   desc=f"{cfg.method} {cfg.env.game_name}")
+        try:
+            if self.counters["env_steps"] == 0 and train.initial_random_steps > 0:
+                steps = min(train.initial_random_steps, cfg.env_steps)
+                self.recent_returns += collector.collect(steps, 1.0, self.rng, random_policy=True)
+                self._count_steps(steps, collector, bar)
+            while (self.counters["final_epochs"] < train.final_training_epochs
+                   or self.counters["env_steps"] < cfg.env_steps):
+                self._epoch(collector, bar)
+            self.save_checkpoint()
+        except KeyboardInterrupt:
+            self.save_checkpoint()
+            self._say(f"interrupted: saved {self.run_dir / CHECKPOINT_FILE}; run the same command to resume")
+            raise
+        finally:
+            bar.close()
+        return self.final_evaluation()
+
+    def _epoch(self, collector: Collector, bar: tqdm) -> None:
+        cfg = self.cfg
+        train = cfg.training
+        started = time.perf_counter()
+        self.counters["epoch"] += 1
+        first = self.counters["epoch"] == 1
+        if self.counters["env_steps"] < cfg.env_steps:
+            steps = min(train.env_steps_per_epoch, cfg.env_steps - self.counters["env_steps"])
+            self.recent_returns += collector.collect(steps, train.epsilon, self.rng)
+            self._count_steps(steps, collector, bar)
+        else:
+            self.counters["final_epochs"] += 1
+        wm_updates = train.first_epoch_world_model_updates if first else train.world_model_updates
+        ac_updates = train.first_epoch_actor_critic_updates if first else train.actor_critic_updates
+        logs = self._updates(self.train_world_model, wm_updates)
+        logs.update(self._updates(self.train_actor_critic, ac_updates))
+        if train.eval_every_epochs and self.counters["epoch"] % train.eval_every_epochs == 0:
+            returns = evaluate(self.agent, cfg, train.periodic_eval_episodes,
+                               seed=PERIODIC_EVAL_SEED + self.counters["epoch"])
+            logs["eval_return"] = float(np.mean(returns))
+        self.recent_returns = self.recent_returns[-RECENT_RETURNS_KEPT:]
+        if self.recent_returns:
+            logs["train_return"] = float(np.mean(self.recent_returns))
+        logs["epoch_seconds"] = time.perf_counter() - started
+        self._log({**self.counters, **logs})
+        bar.set_postfix({k: f"{logs[k]:.3g}" for k in ("train_return", "loss", "return_mean") if k in logs})
+        if self.counters["epoch"] % train.checkpoint_every_epochs == 0:
+            self.save_checkpoint()
+
+    def _updates(self, update: Callable[[], Logs], count: int, chunk: int = LOG_CHUNK) -> dict[str, float]:
+        """Run ``count`` updates; return their mean logs.
+
+        The updates queue work on the device without waiting for it. Their logs are read once per ``chunk``
+        updates (one transfer) and checked, so a diverged update stops the run within a chunk, before the
+        next checkpoint is written.
+        """
+        sums: dict[str, float] = {}
+        for start in range(0, count, chunk):
+            size = min(chunk, count - start)
+            logs = mean_logs([update() for _ in range(size)])
+            if diverged := non_finite(logs):
+                raise FloatingPointError(f"epoch {self.counters['epoch']}: non-finite {', '.join(diverged)} "
+                                         f"(logs: {logs}); the last good checkpoint in {self.run_dir} "
+                                         "is kept")
+            for key, value in logs.items():
+                sums[key] = sums.get(key, 0.0) + value * size
+        return {key: value / count for key, value in sums.items()}
+
+    def _count_steps(self, steps: int, collector: Collector, bar: tqdm) -> None:
+        self.counters["env_steps"] += steps
+        self.counters["collector_resets"] = collector.resets
+        bar.update(steps)
+
+    def train_world_model(self) -> Logs:
+        """One world-model update on a recency-weighted batch of replay windows."""
+        batch = sample_training_batch(self.replay, self.cfg.world_model, self.rng,
+                                      self.cfg.replay.sample_weights)
+        logs = self.agent.world_model.training_step(batch.to_torch(self.device), self.wm_optimizer,
+                                                    self.wm_scheduler, check_finite=False)
+        self.counters["world_model_updates"] += 1
+        return logs
+
+    def train_actor_critic(self) -> Logs:
+        """One actor-critic update on rollouts imagined from recency-weighted real contexts."""
+        ac_cfg = self.cfg.actor_critic
+        world_model = self.agent.world_model
+        frames, actions = sample_contexts(self.replay, ac_cfg.batch_size, world_model.context_length,
+                                          self.rng, self.cfg.replay.sample_weights, self.device)
+        logs = actor_critic_training_step(world_model, self.agent.actor_critic, frames, actions, ac_cfg,
+                                          self.ac_optimizer, self.ac_scheduler, check_finite=False)
+        self.counters["actor_critic_updates"] += 1
+        return logs
+
+    def final_evaluation(self) -> dict:
+        """Play ``eval_episodes`` full games and write ``final_scores.json`` (what ``report`` reads)."""
+        cfg = self.cfg
+        returns = evaluate(self.agent, cfg, cfg.eval_episodes, seed=FINAL_EVAL_SEED + cfg.seed)
+        scores = {"method": METHOD_LABELS[cfg.method], "game": cfg.env.game_name, "seed": cfg.seed,
+                  "episode_returns": returns, "env_steps": self.counters["env_steps"], "preset": cfg.preset,
+                  "jedi_core": jedi_core.__version__}
+        atomic_write_text(self.run_dir / FINAL_SCORES_FILE, json.dumps(scores, indent=1))
+        self._say(f"final evaluation over {len(returns)} episodes: mean return {np.mean(returns):.2f}")
+        return scores
+
+    # -- checkpoints ----------------------------------------------------------------------------
+
+    def save_checkpoint(self) -> Path:
+        """Replay first (its own atomic index), then everything else in one atomically written file."""
+        state = {"config": to_dict(self.cfg),
+                 "counters": dict(self.counters),
+                 "agent": self.agent.state_dict(),
+                 "wm_optimizer": self.wm_optimizer.state_dict(),
+                 "wm_scheduler": self.wm_scheduler.state_dict(),
+                 "ac_optimizer": self.ac_optimizer.state_dict(),
+                 "ac_scheduler": self.ac_scheduler.state_dict(),
+                 "numpy_rng": self.rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+                 "recent_returns": self.recent_returns}
+        if torch.cuda.is_available():
+            state["cuda_rng"] = torch.cuda.get_rng_state_all()
+        return write_checkpoint(self.run_dir, self.replay, state)
+
+    def load_checkpoint(self) -> None:
+        """Restore everything :meth:`save_checkpoint` wrote; refuse a checkpoint of other settings."""
+        path = self.run_dir / CHECKPOINT_FILE
+        state = read_checkpoint(path, self.device)
+        check_resumable(path, state["config"], self.cfg)
+        self.agent.load_state_dict(state["agent"])
+        for name in ("wm_optimizer", "wm_scheduler", "ac_optimizer", "ac_scheduler"):
+            getattr(self, name).load_state_dict(state[name])
+        self.rng.bit_generator.state = state["numpy_rng"]
+        torch.set_rng_state(state["torch_rng"].cpu())
+        if "cuda_rng" in state and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        self.recent_returns = state["recent_returns"]
+        self.replay = ReplayBuffer.load(self.run_dir / REPLAY_DIR)
+        for episode in self.replay.episodes:
+            if not episode.finished:  # the emulator state is gone: that episode ends here, cut short
+                episode.finish_truncated()
+        # The replay is saved before the checkpoint, so it may hold steps the checkpoint has not counted.
+        self.counters = {**state["counters"], "env_steps": self.replay.num_steps}
+
+    # -- output ---------------------------------------------------------------------------------
+
+    def _log(self, record: dict) -> None:
+        with open(self.run_dir / METRICS_FILE, "a") as handle:
+            handle.write(json.dumps(record) + "\n")
+
+    def _say(self, message: str) -> None:
+        if not self.quiet:
+            tqdm.write(message)
