@@ -11,7 +11,9 @@ import numpy as np
 
 from jedi_core.config import make_config
 from jedi_core.envs.toy import CatchEnv, random_policy_return
-from jedi_core.trainer import METRICS_FILE, Trainer, evaluate
+from jedi_core.training.collect import evaluate
+from jedi_core.training.loop import Trainer
+from jedi_core.training.run_dir import METRICS_FILE
 
 
 def test_jedi_learns_the_toy_game(tmp_path):
@@ -25,5 +27,6 @@ def test_jedi_learns_the_toy_game(tmp_path):
     after = np.mean(scores["episode_returns"])
     assert len(scores["episode_returns"]) == 100 and scores["env_steps"] == cfg.env_steps
     assert after >= 0.9 * CatchEnv.optimal_return, after
-    periodic = [json.loads(line).get("eval_return") for line in (tmp_path / METRICS_FILE).read_text().splitlines()]
+    lines = (tmp_path / METRICS_FILE).read_text().splitlines()
+    periodic = [json.loads(line).get("eval_return") for line in lines]
     assert any(value is not None for value in periodic)

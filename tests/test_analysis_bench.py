@@ -1,11 +1,12 @@
-"""The efficiency benchmark measures both presets with the same settings and reports honest ratios."""
+"""jedi_core.analysis.bench: the efficiency benchmark measures both presets with the same settings and reports
+honest ratios."""
 
 import json
 
 import pytest
 
 from jedi_core.__main__ import main
-from jedi_core.bench import format_table, metric_names, synthetic_replay
+from jedi_core.analysis.bench import format_table, metric_names, synthetic_replay
 
 
 def test_synthetic_replay_has_the_asked_steps_in_finished_episodes():
@@ -16,9 +17,9 @@ def test_synthetic_replay_has_the_asked_steps_in_finished_episodes():
 
 def test_bench_measures_both_presets_and_their_ratios(tmp_path, capsys):
     out = tmp_path / "bench.json"
-    assert main(["bench", "--pair", "smoke", "--device", "cpu", "--batch", "4", "--imagination-batches", "4", "8",
-                 "--horizon", "3", "--warmup", "1", "--repeats", "2", "--iterations", "1", "--threads", "1",
-                 "--out", str(out)]) == 0
+    assert main(["bench", "--pair", "smoke", "--device", "cpu", "--batch", "4", "--imagination-batches", "4",
+                 "8", "--horizon", "3", "--warmup", "1", "--repeats", "2", "--iterations", "1",
+                 "--threads", "1", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     report = json.loads(out.read_text())
     assert report["jedi"]["method"] == "jedi" and report["pixel"]["method"] == "diamond"
@@ -33,12 +34,13 @@ def test_bench_measures_both_presets_and_their_ratios(tmp_path, capsys):
 
 
 def test_projected_hours_follow_the_schedule():
-    from jedi_core.bench import projected_update_hours
+    from jedi_core.analysis.bench import projected_update_hours
     from jedi_core.config import make_config
 
     cfg = make_config("atari100k")
     train = cfg.training
-    epochs = (cfg.env_steps - train.initial_random_steps) // train.env_steps_per_epoch + train.final_training_epochs
+    collected = cfg.env_steps - train.initial_random_steps
+    epochs = collected // train.env_steps_per_epoch + train.final_training_epochs
     assert epochs == 1000  # 95,000 collected steps in epochs of 100, then 50 training-only epochs
     updates = train.first_epoch_world_model_updates + (epochs - 1) * train.world_model_updates
     assert projected_update_hours(cfg, world_model_rate=1.0, actor_critic_rate=float("inf")) == updates / 3600
@@ -53,7 +55,8 @@ def test_run_projection_of_a_complete_run_equals_its_logged_time(tmp_path):
     import importlib.util
     from pathlib import Path
 
-    from jedi_core.config import make_config, to_dict
+    from jedi_core.config import make_config
+    from jedi_core.configlib import to_dict
 
     spec = importlib.util.spec_from_file_location(
         "project_run_hours", Path(__file__).resolve().parents[1] / "benchmarks" / "project_run_hours.py")

@@ -1,12 +1,12 @@
-"""Tests for jedi_core.metrics: the paper's published numbers, recomputed from the packaged JSON."""
+"""jedi_core.analysis.metrics: the paper's published numbers, recomputed from the packaged JSON."""
 
 import math
 
 import numpy as np
 import pytest
 
-from jedi_core import metrics
-from jedi_core.metrics import (
+from jedi_core.analysis import metrics
+from jedi_core.analysis.metrics import (
     AGENT_OPTIMAL,
     HUMAN_OPTIMAL,
     aggregate_iqm,

@@ -1,4 +1,4 @@
-"""Tests for jedi_core.report on made-up runs."""
+"""jedi_core.analysis.report on made-up runs."""
 
 import json
 from importlib.resources import files
@@ -7,7 +7,8 @@ import matplotlib
 import numpy as np
 import pytest
 
-from jedi_core.report import FINAL_SCORES_FILE, RunResult, find_runs, write_report
+from jedi_core.analysis.report import FINAL_SCORES_FILE, RunResult, find_runs, write_report
+from jedi_core.training import run_dir
 
 # Reference scores read straight from the JSON, so the test does not reuse metrics.hns.
 GAMES_JSON = json.loads((files("jedi_core") / "resources" / "atari100k_published.json").read_text())["games"]
@@ -140,3 +141,7 @@ def test_a_search_skips_toy_game_runs_but_not_only_toy_runs(runs_dir, tmp_path):
         find_runs([tmp_path / "only_toy"])
     with pytest.raises(ValueError, match="toy"):  # named directly, it is not silently dropped
         find_runs([runs_dir / "toy_run"])
+
+
+def test_the_report_reads_the_score_file_the_trainer_writes():
+    assert FINAL_SCORES_FILE == run_dir.FINAL_SCORES_FILE == "final_scores.json"

@@ -1,4 +1,5 @@
-"""Videos: mp4 files that read back frame for frame, and open-loop imagination aligned with the real episode."""
+"""jedi_core.analysis.video: mp4 files that read back frame for frame, and open-loop imagination aligned with
+the real episode."""
 
 import cv2
 import numpy as np
@@ -6,11 +7,11 @@ import pytest
 import torch
 
 from jedi_core.agent import Agent, play_episode
-from jedi_core.collect import collect_random_steps
+from jedi_core.analysis.video import fit_decoder_probe, imagine_episode, side_by_side, write_mp4
 from jedi_core.config import make_config
-from jedi_core.data import frames_to_float
 from jedi_core.envs import env_num_actions, make_env
-from jedi_core.video import fit_decoder_probe, imagine_episode, side_by_side, write_mp4
+from jedi_core.replay import frames_to_float
+from jedi_core.training.collect import collect_random_steps
 
 
 def _read_mp4(path):
@@ -55,7 +56,8 @@ def test_imagination_video_starts_from_the_real_context(preset):
     context = agent.world_model.context_length
     assert imagined.shape == recording.frames.shape and imagined.dtype == np.uint8
     np.testing.assert_array_equal(imagined[:context], recording.frames[:context])
-    assert not np.array_equal(imagined[context:], recording.frames[context:])  # untrained: imagination differs
+    # Untrained, imagination differs from what happened.
+    assert not np.array_equal(imagined[context:], recording.frames[context:])
 
 
 def test_decoder_probe_learns_to_draw_latents_without_touching_the_encoder():

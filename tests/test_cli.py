@@ -1,12 +1,17 @@
+"""jedi_core.__main__: the command line (train, evaluate, export, report, games, config, bench)."""
+
 import json
 import subprocess
 import sys
+
+import cv2
 
 from jedi_core.__main__ import main
 
 
 def _run(*args):
-    return subprocess.run([sys.executable, "-m", "jedi_core", *args], capture_output=True, text=True, timeout=120)
+    return subprocess.run([sys.executable, "-m", "jedi_core", *args], capture_output=True, text=True,
+                          timeout=120)
 
 
 def test_help_lists_the_commands():
@@ -38,8 +43,9 @@ def test_report_end_to_end_in_a_subprocess(tmp_path):
         for game, returns in (("Pong", [10.0, 12.0]), ("Breakout", [30.0, 40.0])):
             run = runs / f"{game}_{seed}"
             run.mkdir(parents=True)
-            (run / "final_scores.json").write_text(json.dumps(
-                {"method": "JEDI", "game": game, "seed": seed, "episode_returns": returns, "env_steps": 100_000}))
+            scores = {"method": "JEDI", "game": game, "seed": seed, "episode_returns": returns,
+                      "env_steps": 100_000}
+            (run / "final_scores.json").write_text(json.dumps(scores))
     result = _run("report", str(runs), "--out", str(tmp_path / "out"), "--bootstrap", "200")
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "out/report.md").is_file() and (tmp_path / "out/report.png").is_file()
@@ -55,3 +61,19 @@ def test_config_prints_parameter_counts(capsys):
     out = capsys.readouterr().out
     denoiser = next(line for line in out.splitlines() if line.strip().startswith("denoiser"))
     assert 4_350_000 < int(denoiser.split()[-1].replace(",", "")) < 4_450_000  # DIAMOND's 4.4M
+
+
+def test_evaluate_command_scores_a_run_and_writes_its_videos(finished_toy_run, capsys):
+    run_dir = finished_toy_run.run_dir
+    assert main(["evaluate", str(run_dir), "--episodes", "3", "--video", "--probe-updates", "3"]) == 0
+    printed = capsys.readouterr().out
+    assert "over 3 episodes" in printed and "agent_vs_imagination.mp4" in printed
+    for name, width in (("agent.mp4", 64), ("agent_vs_imagination.mp4", 2 * 64 + 4)):
+        capture = cv2.VideoCapture(str(run_dir / "videos" / name))
+        assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 8  # one Catch episode: 7 steps, 8 frames
+        assert int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)) == 4 * width
+
+
+def test_evaluate_command_explains_a_folder_that_is_not_a_run(tmp_path, capsys):
+    assert main(["evaluate", str(tmp_path)]) == 2
+    assert "is it a run folder made by `train`" in capsys.readouterr().err

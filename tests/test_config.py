@@ -1,18 +1,12 @@
+"""jedi_core.config: the presets, the sections' own rules, and the messages a misspelt override gets."""
+
 import dataclasses
 
 import pytest
 
-from jedi_core.config import (
-    PRESETS,
-    Config,
-    ConfigError,
-    apply_overrides,
-    describe,
-    from_dict,
-    make_config,
-    to_dict,
-    validate,
-)
+from jedi_core.config import PRESETS, ConfigError, EnvConfig, PerformanceConfig, make_config
+from jedi_core.configlib import ConfigError as EngineConfigError
+from jedi_core.configlib import validate
 
 
 @pytest.mark.parametrize("preset", sorted(PRESETS))
@@ -74,38 +68,36 @@ def test_unknown_game_fails_at_config_time_with_suggestion():
     assert make_config("smoke", ["env.kind=toy", "env.game=anything"]).env.kind == "toy"
 
 
-def test_type_checks_catch_values_set_in_code():
-    with pytest.raises(ConfigError, match="seed: '3' is not an integer"):
-        validate(dataclasses.replace(Config(), seed="3"))
-
-
-def test_dict_round_trip_and_strictness():
-    cfg = make_config("colab", ["env.game=Pong"])
-    assert from_dict(to_dict(cfg)) == cfg
-    data = to_dict(cfg)
-    data["env"]["colour"] = "red"
-    with pytest.raises(ConfigError, match="colour"):
-        from_dict(data)
-
-
-def test_describe_lists_every_leaf_with_help():
-    lines = describe(make_config("smoke"))
-    assert any(line.startswith("env.game = 'Breakout'") for line in lines)
-    assert any(line.startswith("replay.sample_weights = (0.1, 0.1, 0.1, 0.7)") for line in lines)
-
-
-def test_apply_overrides_does_not_mutate():
-    base = make_config("smoke")
-    changed = apply_overrides(base, ["seed=5"])
-    assert base.seed == 0 and changed.seed == 5
-
-
 def test_model_section_shapes_are_checked():
-    with pytest.raises(ConfigError, match=r"world_model\.encoder\.downsample: \(1, 1\) needs one 0 or 1 per stage"):
+    needs = r"world_model\.encoder\.downsample: \(1, 1\) needs one 0 or 1 per stage"
+    with pytest.raises(ConfigError, match=needs):
         make_config("smoke", ["world_model.encoder.downsample=1,1"])
     with pytest.raises(ConfigError, match=r"actor_critic\.downsample"):
         make_config("smoke", ["actor_critic.downsample=0,2"])
-    with pytest.raises(ConfigError, match=r"world_model\.denoiser: channels, depths and attention need one entry"):
+    needs = r"world_model\.denoiser: channels, depths and attention need one entry"
+    with pytest.raises(ConfigError, match=needs):
         make_config("smoke", ["world_model.denoiser.depths=1,1"])
     with pytest.raises(ConfigError, match=r"world_model\.reward_end: channels, depths and attention"):
         make_config("smoke", ["world_model.reward_end.attention=0,0"])
+
+
+def test_an_unknown_precision_is_a_clear_error():
+    message = "performance.precision: 'fp16' is not allowed; choose one of: fp32, bf16"
+    with pytest.raises(ConfigError, match=message):
+        make_config("smoke", ["performance.precision=fp16"])
+
+
+def test_the_fast_path_is_off_unless_asked():
+    assert make_config("atari100k").performance == PerformanceConfig(precision="fp32", compile="off")
+    fast = make_config("smoke", ["performance.precision=bf16", "performance.compile=reduce-overhead"])
+    assert (fast.performance.precision, fast.performance.compile) == ("bf16", "reduce-overhead")
+
+
+def test_game_name_is_the_atari_game_or_toy():
+    assert EnvConfig(game="Pong").game_name == "Pong"
+    assert EnvConfig(kind="toy", game="Pong").game_name == "toy"
+    assert make_config("toy").env.game_name == "toy"
+
+
+def test_config_error_is_the_engine_s_error():
+    assert ConfigError is EngineConfigError  # `from jedi_core.config import ConfigError` still works

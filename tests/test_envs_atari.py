@@ -1,14 +1,14 @@
-"""The Atari100k protocol on real ALE games (ROMs ship in the ale-py wheel)."""
+"""jedi_core.envs (Atari): the Atari100k protocol on real ALE games (ROMs ship in the ale-py wheel)."""
 
 import dataclasses
 
 import numpy as np
 import pytest
 
+from jedi_core.analysis.metrics import load_reference
 from jedi_core.config import EnvConfig
 from jedi_core.envs import ATARI100K_GAMES, UnknownGameError, canonical_game_name, make_env, make_vector_env
 from jedi_core.envs.atari import make_atari_env
-from jedi_core.metrics import load_reference
 
 
 def test_the_26_games_match_the_published_reference():

@@ -1,3 +1,5 @@
+"""jedi_core.envs.toy: the Catch game, with the Atari environments' API."""
+
 import numpy as np
 import pytest
 

@@ -1,8 +1,12 @@
+"""jedi_core.nn.actor_critic: lambda-returns, the policy and value heads, and the REINFORCE loss."""
+
 import math
 
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
+from torch.distributions import Categorical
 
 from jedi_core.nn.actor_critic import ActorCritic, lambda_returns, reinforce_loss
 
@@ -29,8 +33,8 @@ def test_lambda_returns_match_a_naive_reference_with_ends_and_truncations(seed):
     next_values = rng.normal(size=(6, 15))
     ends = rng.random((6, 15)) < 0.1
     truncations = (rng.random((6, 15)) < 0.1) & ~ends
-    expected = _naive_lambda_returns(rewards.tolist(), next_values.tolist(), ends.tolist(), truncations.tolist(),
-                                     0.985, 0.95)
+    expected = _naive_lambda_returns(rewards.tolist(), next_values.tolist(), ends.tolist(),
+                                     truncations.tolist(), 0.985, 0.95)
     got = lambda_returns(*(torch.tensor(a) for a in (rewards, next_values, ends, truncations)), 0.985, 0.95)
     np.testing.assert_allclose(got.numpy(), np.array(expected), rtol=1e-10)
 
@@ -46,7 +50,8 @@ def test_lambda_returns_limits():
 
 
 def test_zero_initialised_heads_give_a_uniform_policy_and_zero_value():
-    model = ActorCritic(in_channels=16, in_size=8, num_actions=6, channels=(8, 16), downsample=(0, 1), lstm_dim=32)
+    model = ActorCritic(in_channels=16, in_size=8, num_actions=6, channels=(8, 16), downsample=(0, 1),
+                        lstm_dim=32)
     inputs = torch.randn(5, 16, 8, 8)
     logits, value, _ = model(inputs, model.initial_state(5))
     torch.testing.assert_close(logits.softmax(-1), torch.full((5, 6), 1 / 6))
@@ -73,3 +78,18 @@ def test_reinforce_loss_pushes_up_actions_with_positive_advantage():
     loss.backward()
     assert logits.grad[0, 2] < 0 and logits.grad[0, :2].gt(0).all()  # gradient descent raises action 2
     assert logs["entropy"] == pytest.approx(math.log(3))
+
+
+def test_masked_reinforce_loss_equals_the_loss_on_the_boolean_indexed_steps():
+    """The masked means give the same policy loss as indexing the alive steps first."""
+    generator = torch.Generator().manual_seed(1)
+    logits, values = torch.randn(4, 6, 3, generator=generator), torch.randn(4, 6, generator=generator)
+    actions, returns = torch.randint(3, (4, 6), generator=generator), torch.randn(4, 6, generator=generator)
+    alive = torch.rand(4, 6, generator=generator) > 0.4
+    loss, logs = reinforce_loss(logits, values, actions, returns, 0.01, mask=alive)
+    distribution = Categorical(logits=logits[alive])
+    advantages = returns[alive] - values[alive]
+    reference = (-(distribution.log_prob(actions[alive]) * advantages).mean()
+                 + F.mse_loss(values[alive], returns[alive]) - 0.01 * distribution.entropy().mean())
+    assert torch.allclose(loss, reference, atol=1e-6)
+    assert torch.allclose(logs["return_mean"], returns[alive].mean())

@@ -1,4 +1,5 @@
-"""EDM preconditioning, noise levels, schedule and sampler, checked against their formulas and an exact denoiser."""
+"""jedi_core.nn.diffusion: EDM preconditioning, noise levels, schedule and sampler, checked against their
+formulas and an exact denoiser."""
 
 import math
 

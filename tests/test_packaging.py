@@ -67,16 +67,18 @@ def test_notebooks_are_committed_without_outputs(notebook):
     cells = json.loads(notebook.read_text())["cells"]
     for cell in cells:
         if cell["cell_type"] == "code":
-            assert cell["outputs"] == [] and cell["execution_count"] is None, f"strip the outputs of {notebook.name}"
+            stripped = cell["outputs"] == [] and cell["execution_count"] is None
+            assert stripped, f"strip the outputs of {notebook.name}"
 
 
 def test_package_data_ships_the_published_scores():
-    from jedi_core.metrics import load_reference
+    from jedi_core.analysis.metrics import load_reference
 
     assert len(load_reference().games) == 26
 
 
 def test_code_passes_ruff():
-    result = subprocess.run([sys.executable, "-m", "ruff", "check", "jedi_core", "tests", "benchmarks", "tools", "conftest.py"],
+    paths = ["jedi_core", "tests", "benchmarks", "tools", "conftest.py"]
+    result = subprocess.run([sys.executable, "-m", "ruff", "check", *paths],
                             cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr

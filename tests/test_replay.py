@@ -1,15 +1,19 @@
+"""jedi_core.replay: episodes, segments and batches, the sampling rules, and the replay on disk."""
+
+import dataclasses
 import json
 
 import numpy as np
 import pytest
 import torch
 
-from jedi_core.data import (
+from jedi_core.replay import (
     REPLAY_INDEX,
     Batch,
     Episode,
     ReplayBuffer,
     ReplayFileError,
+    TorchBatch,
     frames_to_float,
     recency_weights,
 )
@@ -32,7 +36,8 @@ def _episode(num_steps, first_value=0, finish=True):
 def _buffer(lengths, open_last=False):
     buffer = ReplayBuffer()
     for i, length in enumerate(lengths):
-        buffer.add_episode(_episode(length, first_value=10 * i, finish=not (open_last and i == len(lengths) - 1)))
+        still_open = open_last and i == len(lengths) - 1
+        buffer.add_episode(_episode(length, first_value=10 * i, finish=not still_open))
     return buffer
 
 
@@ -77,9 +82,9 @@ def test_segment_pads_after_the_end_only_when_asked():
 def test_batch_masks_ends_and_torch_conversion():
     batch = Batch.stack([_episode(6).segment(-1, 3), _episode(6).segment(3, 3)])
     assert batch.obs.shape == (2, 4, 64, 64, 3)
-    assert batch.transition_mask.tolist() == [[False, True, True], [True, True, True]]
     assert batch.ends.tolist() == [[False, False, True], [False, False, True]]  # life loss at t=1, game over
     torch_batch = batch.to_torch("cpu")
+    assert torch_batch.transition_mask.tolist() == [[False, True, True], [True, True, True]]
     assert torch_batch.obs.shape == (2, 4, 3, 64, 64) and torch_batch.obs.dtype == torch.float32
     assert torch_batch.obs.min() >= -1 and torch_batch.obs.max() <= 1
     white = frames_to_float(torch.full((1, 2, 2, 3), 255, dtype=torch.uint8))
@@ -197,3 +202,33 @@ def test_a_corrupted_episode_or_index_is_refused(tmp_path):
 def test_bad_frames_are_refused():
     with pytest.raises(ValueError, match="uint8"):
         Episode(np.zeros((64, 64, 3), np.float32))
+
+
+def test_batches_for_a_gpu_are_copied_from_pinned_memory(monkeypatch):
+    """On CUDA the host copy is pinned so it overlaps compute; a CPU batch is left where it is."""
+    batch = _buffer([20, 9]).sample(2, 3, np.random.default_rng(0))
+    pinned = []
+    monkeypatch.setattr(torch.Tensor, "pin_memory", lambda self: pinned.append(self.shape) or self)
+    monkeypatch.setattr(torch.Tensor, "to", lambda self, *args, **kwargs: self)
+    batch.to_torch("cpu")
+    assert pinned == []
+    moved = batch.to_torch("cuda")
+    assert len(pinned) == 5 and isinstance(moved, TorchBatch)  # obs, actions, rewards, ends, mask
+
+
+def test_training_batches_and_imagination_contexts_come_from_the_sampling_rules():
+    from jedi_core.config import make_config
+    from jedi_core.replay import sample_contexts, sample_training_batch
+
+    buffer = _buffer([3, 20, 7])
+    cfg = make_config("smoke").world_model
+    batch = sample_training_batch(buffer, cfg, np.random.default_rng(0))
+    assert batch.obs.shape == (cfg.batch_size, cfg.segment_steps + 1, 64, 64, 3)
+    many = sample_training_batch(buffer, dataclasses.replace(cfg, batch_size=256), np.random.default_rng(0))
+    assert (~many.mask_padding[:, -1]).any()  # windows may run past an episode's end
+    buffer = _buffer([3, 7])  # terminated episodes; frame t of episode i holds 10 * i + t
+    frames, actions = sample_contexts(buffer, 64, 4, np.random.default_rng(0), (0.1, 0.1, 0.1, 0.7), "cpu")
+    assert frames.shape == (64, 4, 3, 64, 64) and frames.dtype == torch.float32 and actions.shape == (64, 3)
+    last = ((frames[:, -1, 0, 0, 0] + 1) * 127.5).round().long()
+    episode, step = last // 10, last % 10
+    assert not (step == torch.tensor([3, 7])[episode]).any()  # never on a terminal frame

@@ -1,8 +1,20 @@
+"""jedi_core.runtime: devices and seeds, atomic writes, device-side logs, precision and compilation."""
+
 import numpy as np
 import pytest
 import torch
 
-from jedi_core.runtime import resolve_device, seed_everything
+from jedi_core.runtime import (
+    atomic_write_bytes,
+    atomic_write_text,
+    autocast,
+    compile_modules,
+    mean_logs,
+    non_finite,
+    resolve_device,
+    seed_everything,
+    to_floats,
+)
 
 
 def test_auto_resolves_to_an_available_device():
@@ -21,3 +33,44 @@ def test_seed_everything_makes_torch_and_numpy_repeat():
     first = (seed_everything(3).random(), torch.rand(2), np.random.rand())
     second = (seed_everything(3).random(), torch.rand(2), np.random.rand())
     assert first[0] == second[0] and torch.equal(first[1], second[1]) and first[2] == second[2]
+
+
+def test_atomic_writes_replace_the_whole_file_and_leave_no_temporary(tmp_path):
+    path = tmp_path / "state.json"
+    atomic_write_text(path, "old")
+    atomic_write_bytes(path, b"new, and longer")
+    assert path.read_bytes() == b"new, and longer"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["state.json"]
+
+
+def test_device_logs_read_back_as_floats_and_their_means():
+    entries = [{"loss": torch.tensor(float(i)), "accuracy": torch.tensor(0.5 * i), "steps": 2.0}
+               for i in range(4)]
+    assert mean_logs(entries) == {"loss": 1.5, "accuracy": 0.75, "steps": 2.0}
+    assert to_floats({"a": torch.tensor(0.25), "b": 3}) == {"a": 0.25, "b": 3.0}
+    assert to_floats({}) == {}
+    logs = {"loss": float("nan"), "entropy": 1.0, "grad_norm": float("inf")}
+    assert non_finite(logs) == ["loss", "grad_norm"]
+
+
+def test_autocast_runs_matmuls_in_bf16_only_when_asked():
+    x = torch.randn(2, 3)
+    layer = torch.nn.Linear(3, 2)
+    with autocast("cpu", "bf16"):
+        assert layer(x).dtype == torch.bfloat16
+    with autocast("cpu", "fp32"):
+        assert layer(x).dtype == torch.float32
+    with pytest.raises(ValueError, match="precision 'fp16' is not allowed"):
+        autocast("cpu", "fp16")
+
+
+def test_compile_modules_compiles_in_place_and_keeps_parameter_names():
+    torch.manual_seed(0)
+    modules = {"a": torch.nn.Linear(3, 2), "b": torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.ReLU())}
+    names = {key: list(module.state_dict()) for key, module in modules.items()}
+    x = torch.randn(4, 3)
+    eager = modules["b"](modules["a"](x))
+    assert compile_modules(modules, "off") == []
+    assert compile_modules(modules, "reduce-overhead", backend="aot_eager") == ["a", "b"]
+    torch.testing.assert_close(modules["b"](modules["a"](x)), eager)
+    assert {key: list(module.state_dict()) for key, module in modules.items()} == names

@@ -1,5 +1,7 @@
-"""Training runs end to end, checkpoints atomically, resumes after a kill, and refuses what it cannot resume."""
+"""jedi_core.training.loop: runs train end to end, resume after a kill or Ctrl-C, finish once, and stop on a
+diverged update with the last good checkpoint kept."""
 
+import hashlib
 import json
 import os
 import signal
@@ -7,44 +9,40 @@ import subprocess
 import sys
 import time
 
-import cv2
 import numpy as np
 import pytest
 import torch
 
-from jedi_core.__main__ import main
+from jedi_core.analysis.report import RunResult
 from jedi_core.config import make_config
-from jedi_core.data import ReplayBuffer
-from jedi_core.report import RunResult
-from jedi_core.trainer import (
-    CHECKPOINT_FILE,
-    METRICS_FILE,
-    REPLAY_DIR,
-    IncompatibleCheckpoint,
-    Trainer,
-    load_agent,
-    load_run,
-)
+from jedi_core.replay import ReplayBuffer
+from jedi_core.training import loop
+from jedi_core.training.loop import LOG_CHUNK, Trainer
+from jedi_core.training.run_dir import CHECKPOINT_FILE, FINAL_SCORES_FILE, METRICS_FILE, REPLAY_DIR
 from jedi_core.world_model import WorldModel
-
-TOY = ["env.kind=toy", "env_steps=200", "training.initial_random_steps=50"]
 
 
 def _metrics(run_dir):
     return [json.loads(line) for line in (run_dir / METRICS_FILE).read_text().splitlines()]
 
 
+def _digest(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 @pytest.mark.parametrize("preset", ["smoke", "smoke_diamond"])
 def test_smoke_presets_train_checkpoint_and_evaluate_on_a_real_atari_game(preset, tmp_path):
     cfg = make_config(preset, ["env.game=Pong", "env_steps=200", "training.world_model_updates=2",
-                               "training.actor_critic_updates=2", "training.first_epoch_world_model_updates=4",
+                               "training.actor_critic_updates=2",
+                               "training.first_epoch_world_model_updates=4",
                                "training.first_epoch_actor_critic_updates=2", "training.eval_every_epochs=3"])
     scores = Trainer(cfg, tmp_path, quiet=True).run()
     run = RunResult.load(tmp_path)  # the report can read it
     assert run.game == "Pong" and len(scores["episode_returns"]) == cfg.eval_episodes
     assert (tmp_path / CHECKPOINT_FILE).is_file()
     metrics = _metrics(tmp_path)
-    assert metrics[-1]["env_steps"] == 200 and metrics[-1]["final_epochs"] == cfg.training.final_training_epochs
+    assert metrics[-1]["env_steps"] == 200
+    assert metrics[-1]["final_epochs"] == cfg.training.final_training_epochs
     assert {"diffusion_loss", "reward_end_loss", "policy_loss", "entropy"} <= set(metrics[-1])
     assert ReplayBuffer.load(tmp_path / REPLAY_DIR).num_steps == 200
 
@@ -56,7 +54,8 @@ def test_a_killed_run_resumes_with_the_same_command(tmp_path):
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 300
     while time.time() < deadline:  # wait for a few checkpointed epochs, then kill without warning
-        if (run_dir / METRICS_FILE).is_file() and len(_metrics(run_dir)) >= 3 and (run_dir / CHECKPOINT_FILE).is_file():
+        if ((run_dir / METRICS_FILE).is_file() and len(_metrics(run_dir)) >= 3
+                and (run_dir / CHECKPOINT_FILE).is_file()):
             break
         time.sleep(0.2)
     os.kill(process.pid, signal.SIGKILL)
@@ -79,55 +78,86 @@ def test_a_killed_run_resumes_with_the_same_command(tmp_path):
         assert final.episodes[index].num_steps == entry["num_steps"]
 
 
-def test_a_checkpoint_from_another_config_is_refused(tmp_path):
-    Trainer(make_config("smoke", TOY), tmp_path, quiet=True).run()
-    (tmp_path / "final_scores.json").unlink()  # make it resumable again
-    with pytest.raises(IncompatibleCheckpoint, match=r"preset 'smoke'.*world_model\.lr"):
-        Trainer(make_config("smoke", [*TOY, "world_model.lr=0.5"]), tmp_path, quiet=True).run()
-    with pytest.raises(IncompatibleCheckpoint, match="method"):
-        Trainer(make_config("smoke_diamond", TOY), tmp_path, quiet=True).run()
+def test_a_finished_run_is_not_trained_again(finished_toy_run):
+    cfg, run_dir, _ = finished_toy_run
+    first = json.loads((run_dir / FINAL_SCORES_FILE).read_text())
+    lines, checkpoint = len(_metrics(run_dir)), _digest(run_dir / CHECKPOINT_FILE)
+    assert Trainer(cfg, run_dir, quiet=True).run() == first
+    assert len(_metrics(run_dir)) == lines and _digest(run_dir / CHECKPOINT_FILE) == checkpoint
 
 
-def test_a_finished_run_is_not_trained_again(tmp_path):
-    first = Trainer(make_config("smoke", TOY), tmp_path, quiet=True).run()
-    lines = len(_metrics(tmp_path))
-    assert Trainer(make_config("smoke", TOY), tmp_path, quiet=True).run() == first
-    assert len(_metrics(tmp_path)) == lines
+def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch,
+                                                                              toy_run_overrides):
+    """Updates do not check their loss (nothing waits for the device): the trainer reads their logs every
+    LOG_CHUNK updates, and a non-finite one stops the run before anything of the diverged epoch is saved."""
+    cfg = make_config("smoke", toy_run_overrides)
+    train = cfg.training
+    good_updates = train.first_epoch_world_model_updates + train.world_model_updates  # epochs 1 and 2
+    forward, calls = WorldModel.forward, {"n": 0}
+
+    def diverging(self, batch):  # the first update of epoch 3 diverges; its NaN weights poison the rest
+        calls["n"] += 1
+        loss, logs = forward(self, batch)
+        if calls["n"] == good_updates + 1:
+            return loss * float("nan"), {**logs, "loss": logs["loss"] * float("nan")}
+        return loss, logs
+
+    saved, save = [], Trainer.save_checkpoint
+
+    def recording_save(self):
+        path = save(self)
+        saved.append((self.counters["epoch"], _digest(path)))
+        return path
+
+    monkeypatch.setattr(WorldModel, "forward", diverging)
+    monkeypatch.setattr(Trainer, "save_checkpoint", recording_save)
+    with pytest.raises(FloatingPointError, match=r"epoch 3: non-finite [^(]*\bloss\b") as error:
+        Trainer(cfg, tmp_path, quiet=True).run()
+    assert "the last good checkpoint" in str(error.value)
+    assert calls["n"] == good_updates + train.world_model_updates  # it stopped at the epoch's log read
+
+    assert [epoch for epoch, _ in saved] == [1, 2]  # nothing was saved after the divergence
+    assert _digest(tmp_path / CHECKPOINT_FILE) == saved[-1][1]  # the file on disk is epoch 2's
+    state = torch.load(tmp_path / CHECKPOINT_FILE, weights_only=False)
+    assert state["counters"]["epoch"] == 2
+    assert state["counters"]["world_model_updates"] == good_updates
+    assert state["counters"]["actor_critic_updates"] == (train.first_epoch_actor_critic_updates
+                                                         + train.actor_critic_updates)
+    assert all(torch.isfinite(value).all() for value in state["agent"].values() if value.is_floating_point())
+    assert [record["epoch"] for record in _metrics(tmp_path)] == [1, 2]  # the diverged epoch is not logged
+    assert not (tmp_path / FINAL_SCORES_FILE).exists()
+
+    monkeypatch.undo()
+    resumed = Trainer(cfg, tmp_path, quiet=True)
+    resumed.load_checkpoint()
+    assert resumed.counters["epoch"] == 2
+    assert all(torch.isfinite(p).all() for p in resumed.agent.parameters())
 
 
-def test_evaluate_command_scores_a_run_and_writes_its_videos(tmp_path, capsys):
-    Trainer(make_config("smoke", TOY), tmp_path, quiet=True).run()
-    assert main(["evaluate", str(tmp_path), "--episodes", "3", "--video", "--probe-updates", "3"]) == 0
-    printed = capsys.readouterr().out
-    assert "over 3 episodes" in printed and "agent_vs_imagination.mp4" in printed
-    for name, width in (("agent.mp4", 64), ("agent_vs_imagination.mp4", 2 * 64 + 4)):
-        capture = cv2.VideoCapture(str(tmp_path / "videos" / name))
-        assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 8  # one Catch episode: 7 steps, 8 frames
-        assert int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)) == 4 * width
+def test_the_trainer_reads_logs_per_chunk_and_stops_within_the_chunk_that_diverged(tmp_path, monkeypatch,
+                                                                                    toy_run_overrides):
+    trainer = Trainer(make_config("smoke", toy_run_overrides), tmp_path, quiet=True)
+    trainer.counters["epoch"] = 1
+    reads, mean_logs = [], loop.mean_logs
+    monkeypatch.setattr(loop, "mean_logs", lambda entries: reads.append(len(entries)) or mean_logs(entries))
+    calls = []
 
+    def update():
+        calls.append(1)
+        return {"loss": torch.tensor(float(len(calls)))}
 
-def test_export_writes_an_agent_file_that_loads_and_acts_the_same(tmp_path, capsys):
-    cfg = make_config("smoke", TOY)
-    Trainer(cfg, tmp_path / "run", quiet=True).run()
-    assert main(["export", str(tmp_path / "run"), str(tmp_path / "agent.pt")]) == 0
-    assert "wrote" in capsys.readouterr().out
-    loaded_cfg, agent, info = load_agent(tmp_path / "agent.pt")
-    _, original, _ = load_run(tmp_path / "run")
-    assert loaded_cfg == cfg and info["counters"]["env_steps"] == 200
-    assert info["final_scores"]["episode_returns"] == json.loads((tmp_path / "run/final_scores.json").read_text())[
-        "episode_returns"]
-    for (name, value), (_, reference) in zip(agent.state_dict().items(), original.state_dict().items(), strict=True):
-        assert torch.equal(value, reference), name
-    assert (tmp_path / "agent.pt").stat().st_size < (tmp_path / "run" / CHECKPOINT_FILE).stat().st_size / 2
-    with pytest.raises(IncompatibleCheckpoint, match="not an exported agent file"):
-        load_agent(tmp_path / "run" / CHECKPOINT_FILE)
-    with pytest.raises(FileNotFoundError, match="jedi_core export"):
-        load_agent(tmp_path / "missing.pt")
+    assert LOG_CHUNK == 200
+    assert trainer._updates(update, 450) == pytest.approx({"loss": np.mean(np.arange(1, 451))})
+    assert reads == [200, 200, 50]  # one transfer per chunk of updates
+    calls.clear()
 
+    def diverging():
+        calls.append(1)
+        return {"loss": torch.tensor(float("nan") if len(calls) == 5 else 1.0)}
 
-def test_evaluate_command_explains_a_folder_that_is_not_a_run(tmp_path, capsys):
-    assert main(["evaluate", str(tmp_path)]) == 2
-    assert "is it a run folder made by `train`" in capsys.readouterr().err
+    with pytest.raises(FloatingPointError, match="epoch 1: non-finite loss"):
+        trainer._updates(diverging, 10_000)
+    assert len(calls) == LOG_CHUNK  # not the epoch's 10,000
 
 
 def _fail_on_call(monkeypatch, call_number, error):
@@ -142,21 +172,8 @@ def _fail_on_call(monkeypatch, call_number, error):
     monkeypatch.setattr(WorldModel, "training_step", failing)
 
 
-def test_a_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
-    cfg = make_config("smoke", TOY)
-    # Epoch 1 makes first_epoch_world_model_updates calls, epoch 2 world_model_updates: fail in epoch 3.
-    first_epoch = cfg.training.first_epoch_world_model_updates
-    _fail_on_call(monkeypatch, first_epoch + cfg.training.world_model_updates + 1,
-                  FloatingPointError("world-model loss is nan"))
-    with pytest.raises(FloatingPointError):
-        Trainer(cfg, tmp_path, quiet=True).run()
-    resumed = Trainer(cfg, tmp_path, quiet=True)
-    resumed.load_checkpoint()
-    assert resumed.counters["epoch"] == 3 - 1  # the failing epoch was never saved
-
-
-def test_ctrl_c_saves_before_exiting_and_the_run_resumes(tmp_path, monkeypatch):
-    cfg = make_config("smoke", TOY)
+def test_ctrl_c_saves_before_exiting_and_the_run_resumes(tmp_path, monkeypatch, toy_run_overrides):
+    cfg = make_config("smoke", toy_run_overrides)
     _fail_on_call(monkeypatch, cfg.training.first_epoch_world_model_updates + 1, KeyboardInterrupt())
     with pytest.raises(KeyboardInterrupt):
         Trainer(cfg, tmp_path, quiet=True).run()

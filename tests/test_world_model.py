@@ -1,56 +1,58 @@
-"""JEDI's training signals, checked through gradients: stop-gradient, random switching, the decoder probe."""
+"""jedi_core.world_model: JEDI's training signals, checked through gradients (stop-gradient, random
+switching, the decoder probe), both models' shared interface, imagination steps, precision, and updates that
+never wait for the device."""
 
 import dataclasses
+import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from jedi_core.config import make_config
-from jedi_core.data import TorchBatch
+from jedi_core.replay import sample_training_batch
+from jedi_core.runtime import to_floats
 from jedi_core.world_model import JEDIWorldModel, PixelWorldModel, build_world_model
 
 NUM_ACTIONS = 4
 
 
-def _model(overrides=(), preset="smoke"):
-    torch.manual_seed(0)
-    model = build_world_model(make_config(preset, list(overrides)), NUM_ACTIONS)
-    # The output conv starts at zero (F = 0 ignores its inputs); give it weights so gradients can flow,
-    # as after the first update.
-    torch.nn.init.normal_(model.denoiser.net.conv_out.weight, std=0.05)
-    return model
+@pytest.fixture
+def build(trained_like):
+    """``build(overrides=(), preset="smoke")``: a seeded world model whose output conv has weights."""
+
+    def build(overrides=(), preset="smoke"):
+        torch.manual_seed(0)
+        return trained_like(build_world_model(make_config(preset, list(overrides)), NUM_ACTIONS))
+
+    return build
 
 
-def _batch(batch=4, steps=5, seed=0):
-    generator = torch.Generator().manual_seed(seed)
-    return TorchBatch(
-        obs=torch.rand(batch, steps + 1, 3, 64, 64, generator=generator) * 2 - 1,
-        actions=torch.randint(0, NUM_ACTIONS, (batch, steps), generator=generator),
-        rewards=torch.randint(-1, 2, (batch, steps), generator=generator).float(),
-        ends=torch.zeros(batch, steps, dtype=torch.bool), mask_padding=torch.ones(batch, steps + 1, dtype=torch.bool))
+@pytest.fixture
+def frame_gradients(make_batch):
+    def frame_gradients(model, loss_index, steps=5):
+        """Gradient of one target's diffusion loss w.r.t. each input frame: (steps + 1,) norms."""
+        batch = make_batch(steps=steps)
+        frames = batch.obs.requires_grad_()
+        losses, _ = model.diffusion_losses(model.encode(frames), batch.actions, batch.mask_padding)
+        losses[loss_index].backward()
+        return frames.grad.flatten(2).norm(dim=2).sum(0)
+
+    return frame_gradients
 
 
-def _frame_gradients(model, loss_index, steps=5):
-    """Gradient of one target's diffusion loss w.r.t. each input frame: (steps + 1,) norms."""
-    batch = _batch(steps=steps)
-    frames = batch.obs.requires_grad_()
-    losses, _ = model.diffusion_losses(model.encode(frames), batch.actions, batch.mask_padding)
-    losses[loss_index].backward()
-    return frames.grad.flatten(2).norm(dim=2).sum(0)
-
-
-def test_stop_gradient_blocks_the_target_and_keeps_the_context():
-    model = _model(["world_model.num_targets=1"])
-    grads = _frame_gradients(model, loss_index=0)  # frames 0..1 unused, 2..5 context, 6 target
+def test_stop_gradient_blocks_the_target_and_keeps_the_context(build, frame_gradients):
+    model = build(["world_model.num_targets=1"])
+    grads = frame_gradients(model, loss_index=0)  # frames 0..1 unused, 2..5 context, 6 target
     assert grads[-1] == 0  # the target frame's encoding receives nothing
     assert (grads[-5:-1] > 0).all()  # the four context frames do
-    without = _frame_gradients(_model(["world_model.num_targets=1", "world_model.stop_gradient=false"]), 0)
+    without = frame_gradients(build(["world_model.num_targets=1", "world_model.stop_gradient=false"]), 0)
     assert without[-1] > 0  # switching the stop-gradient off lets the target pull the encoder
 
 
 @pytest.mark.parametrize("probability, expected", [(0.0, "encoder"), (1.0, "prediction")])
-def test_random_switching_conditions_the_second_target(probability, expected, monkeypatch):
-    model = _model([f"world_model.switch_prob={probability}"])
+def test_random_switching_conditions_the_second_target(probability, expected, monkeypatch, build, make_batch):
+    model = build([f"world_model.switch_prob={probability}"])
     calls = []
     original = model.denoiser.loss
 
@@ -60,7 +62,7 @@ def test_random_switching_conditions_the_second_target(probability, expected, mo
         return loss, prediction
 
     monkeypatch.setattr(model.denoiser, "loss", recording_loss)
-    batch = _batch()
+    batch = make_batch()
     latents = model.encode(batch.obs)
     model.diffusion_losses(latents, batch.actions, batch.mask_padding)
     second_context_last = calls[1][0][:, -1]
@@ -68,19 +70,19 @@ def test_random_switching_conditions_the_second_target(probability, expected, mo
     torch.testing.assert_close(second_context_last, reference)
 
 
-def test_switched_prediction_keeps_its_gradient_only_when_asked():
+def test_switched_prediction_keeps_its_gradient_only_when_asked(build, frame_gradients):
     # Frame 0 is context for the first target only, so the second target's loss reaches it only
     # through the switched-in prediction of the first target.
-    with_grad = _frame_gradients(_model(["world_model.switch_prob=1", "world_model.switch_grad=true"]), 1)
-    without = _frame_gradients(_model(["world_model.switch_prob=1", "world_model.switch_grad=false"]), 1)
+    with_grad = frame_gradients(build(["world_model.switch_prob=1", "world_model.switch_grad=true"]), 1)
+    without = frame_gradients(build(["world_model.switch_prob=1", "world_model.switch_grad=false"]), 1)
     first_context_frame = -6
     assert with_grad[first_context_frame] > 0 and without[first_context_frame] == 0
-    never_switched = _frame_gradients(_model(["world_model.switch_prob=0"]), 1)
+    never_switched = frame_gradients(build(["world_model.switch_prob=0"]), 1)
     assert never_switched[first_context_frame] == 0
 
 
-def test_latents_and_denoised_latents_stay_inside_the_clamp():
-    model = _model()
+def test_latents_and_denoised_latents_stay_inside_the_clamp(build):
+    model = build()
     assert isinstance(model, JEDIWorldModel)
     assert model.encode(torch.rand(8, 3, 64, 64) * 2 - 1).abs().max() < 3.0
     latents = model.encode(torch.randn(8, 3, 64, 64) * 100)  # absurd inputs saturate, never overshoot
@@ -91,10 +93,10 @@ def test_latents_and_denoised_latents_stay_inside_the_clamp():
     assert denoised.abs().max() <= 3.0
 
 
-def test_pixel_model_outputs_valid_8_bit_images():
-    model = _model(preset="smoke_diamond")
+def test_pixel_model_outputs_valid_8_bit_images(build, make_batch):
+    model = build(preset="smoke_diamond")
     assert isinstance(model, PixelWorldModel)
-    frames = _batch(batch=2, steps=3).obs
+    frames = make_batch(batch=2, steps=3).obs
     state = model.burn_in(frames, torch.zeros(2, 3, dtype=torch.long))
     next_frame, reward, end, _ = model.imagine_step(state, torch.ones(2, dtype=torch.long))
     assert next_frame.shape == (2, 3, 64, 64)
@@ -104,16 +106,21 @@ def test_pixel_model_outputs_valid_8_bit_images():
     assert set(reward.tolist()) <= {-1.0, 0.0, 1.0} and end.dtype == torch.bool
 
 
-def test_both_models_train_through_the_same_interface():
+def test_both_models_train_through_the_same_interface(build, make_batch):
     for preset in ("smoke", "smoke_diamond"):
-        model = _model(preset=preset)
+        model = build(preset=preset)
         optimizer, scheduler = model.make_optimizer()
-        logs = model.training_step(_batch(), optimizer, scheduler)
-        assert {"diffusion_loss", "reward_end_loss", "latent_std", "grad_norm_denoiser"} <= set(logs)
+        logs = model.training_step(make_batch(), optimizer, scheduler)
+        expected = {"diffusion_loss", "reward_end_loss", "latent_std", "grad_norm_denoiser",
+                    "grad_norm_other"}
+        assert expected <= set(logs)
+        assert all(isinstance(value, torch.Tensor) and value.dim() == 0 for value in logs.values())
+        floats = to_floats(logs)  # read on the host in one transfer
+        assert all(isinstance(value, float) for value in floats.values()) and floats["loss"] > 0
 
 
-def test_encoder_learns_at_a_scaled_learning_rate():
-    model = _model()
+def test_encoder_learns_at_a_scaled_learning_rate(build):
+    model = build()
     optimizer, _ = model.make_optimizer()
     rates = {group["name"]: group["lr"] for group in optimizer.param_groups}
     assert rates["encoder"] == pytest.approx(0.3 * rates["denoiser"])
@@ -121,31 +128,31 @@ def test_encoder_learns_at_a_scaled_learning_rate():
     assert decayed["denoiser"] > 0 and decayed["denoiser_no_decay"] == 0
 
 
-def test_decoder_probe_never_sends_gradient_to_the_encoder():
-    model = _model(["world_model.decoder_probe=true"])
+def test_decoder_probe_never_sends_gradient_to_the_encoder(build, make_batch):
+    model = build(["world_model.decoder_probe=true"])
     gradients = []
     for probe in (model.probe, None):
         model.probe = probe
         model.zero_grad()
         torch.manual_seed(1)  # same noise levels and switches in both passes
-        loss, logs = model(_batch())
+        loss, logs = model(make_batch())
         loss.backward()
         gradients.append([p.grad.clone() for p in model.encoder.parameters()])
     for with_probe, without_probe in zip(*gradients, strict=True):
         torch.testing.assert_close(with_probe, without_probe)
 
 
-def test_probe_learns_and_decodes_frames():
-    model = _model(["world_model.decoder_probe=true"])
+def test_probe_learns_and_decodes_frames(build, make_batch):
+    model = build(["world_model.decoder_probe=true"])
     assert model.probe is not None
-    loss, logs = model(_batch())
+    loss, logs = model(make_batch())
     assert "probe_loss" in logs
-    assert model.probe.decode(model.encode(_batch().obs[:, 0])).shape == (4, 3, 64, 64)
+    assert model.probe.decode(model.encode(make_batch().obs[:, 0])).shape == (4, 3, 64, 64)
 
 
-def test_imagination_carries_the_reward_model_state():
-    model = _model()
-    frames = _batch(batch=3, steps=3).obs
+def test_imagination_carries_the_reward_model_state(build, make_batch):
+    model = build()
+    frames = make_batch(batch=3, steps=3).obs
     state = model.burn_in(frames, torch.zeros(3, 3, dtype=torch.long))
     assert state.reward_end_state is not None and state.latents.shape[1] == 4
     next_latent, reward, end, new_state = model.imagine_step(state, torch.tensor([0, 1, 2]))
@@ -157,9 +164,9 @@ def test_imagination_carries_the_reward_model_state():
         model.burn_in(frames[:, :2], torch.zeros(3, 1, dtype=torch.long))
 
 
-def test_too_short_segments_are_refused():
+def test_too_short_segments_are_refused(build, make_batch):
     with pytest.raises(ValueError, match="too short"):
-        _model()(_batch(steps=3))
+        build()(make_batch(steps=3))
     with pytest.raises(ValueError, match="segment_steps"):
         make_config("smoke", ["world_model.segment_steps=3"])
 
@@ -168,3 +175,93 @@ def test_config_changes_numbers_not_code():
     small, large = make_config("smoke"), make_config("atari100k")
     assert dataclasses.fields(small.world_model) == dataclasses.fields(large.world_model)
     assert type(build_world_model(small, 4)) is type(build_world_model(large, 4))
+
+
+def test_parameter_counts_match_diamond_and_the_paper_scale():
+    # DIAMOND's own counts, from its code (reference/diamond-codebase.md): denoiser 4.41M, reward/end 5.90M.
+    pixel = build_world_model(make_config("diamond"), num_actions=18).parameter_counts()
+    assert pixel["denoiser"] == pytest.approx(4.41e6, rel=0.01)
+    assert pixel["reward_end"] == pytest.approx(5.90e6, rel=0.01)
+    latent = build_world_model(make_config("atari100k"), num_actions=18).parameter_counts()
+    assert latent["encoder"] == pytest.approx(34e3, rel=0.05)  # [32, 32, 32, 16] SmallResBlocks
+    assert 4e6 < latent["denoiser"] < 8e6  # one 160-channel level on 8x8 latents
+    assert latent["total"] == latent["encoder"] + latent["denoiser"] + latent["reward_end"]
+
+
+def test_the_masked_reward_end_loss_equals_the_boolean_indexed_one(smoke_setup):
+    """The masked means give the same reward/end loss as indexing the real transitions first."""
+    cfg, agent, replay, rng = smoke_setup()
+    batch = sample_training_batch(replay, cfg.world_model, rng).to_torch()
+    reward_end = agent.world_model.reward_end
+    latents = agent.world_model.encode(batch.obs)
+    mask = batch.mask_padding[:, :-1] & batch.mask_padding[:, 1:]
+    assert torch.equal(batch.transition_mask, mask)
+    assert not mask.all()  # the windows run past episode ends: there is padding to mask
+    reward_logits, end_logits, _ = reward_end(latents, batch.actions)
+    reference = (F.cross_entropy(reward_logits[mask], batch.rewards.sign().long()[mask] + 1)
+                 + F.cross_entropy(end_logits[mask], batch.ends[mask].long()))
+    loss, _ = reward_end.loss(latents, batch.actions, batch.rewards, batch.ends, mask)
+    assert torch.allclose(loss, reference, atol=1e-6)
+
+
+@pytest.mark.parametrize("preset", ["smoke", "smoke_diamond"])
+def test_world_model_updates_never_wait_for_the_device(preset, smoke_setup, host_waits):
+    cfg, agent, replay, rng = smoke_setup(preset)
+    world_model = agent.world_model
+    optimizer, scheduler = world_model.make_optimizer()
+    batch = sample_training_batch(replay, cfg.world_model, rng).to_torch()
+    host_waits.ignore_step_of(optimizer)
+    with host_waits:
+        logs = world_model.training_step(batch, optimizer, scheduler, check_finite=False)
+    assert host_waits.seen == []
+    assert all(isinstance(value, torch.Tensor) for value in logs.values())
+    # The detector does see waits: the notebook-friendly default reads the loss to check it.
+    with host_waits:
+        world_model.training_step(batch, optimizer, scheduler)
+    assert "_local_scalar_dense" in host_waits.seen
+
+
+def test_a_non_finite_loss_stops_the_update_before_any_weight_changes(build, make_batch, monkeypatch):
+    model = build()
+    optimizer, scheduler = model.make_optimizer()
+    model.training_step(make_batch(batch=2), optimizer, scheduler)  # one good update: the optimiser has state
+    before = [p.detach().clone() for p in model.parameters()]
+    steps = [state["step"].clone() for state in optimizer.state.values()]
+    forward = model.forward
+
+    def diverged(batch):
+        loss, logs = forward(batch)
+        return loss * float("nan"), logs
+
+    monkeypatch.setattr(model, "forward", diverged)
+    with pytest.raises(FloatingPointError, match=r"loss is nan \(logs: .*diffusion_loss"):
+        model.training_step(make_batch(batch=2, seed=1), optimizer, scheduler)
+    assert all(torch.equal(p, b) for p, b in zip(model.parameters(), before, strict=True))
+    assert all(torch.equal(s["step"], b) for s, b in zip(optimizer.state.values(), steps, strict=True))
+    assert scheduler.last_epoch == 1
+    logs = model.training_step(make_batch(batch=2, seed=1), optimizer, scheduler, check_finite=False)
+    unchecked = to_floats(logs)
+    assert math.isnan(unchecked["grad_norm_denoiser"])  # unchecked, it shows in the logs the trainer reads
+
+
+def test_precision_is_fixed_where_the_model_is_built(build, make_batch):
+    fp32, bf16 = build(), build(["performance.precision=bf16"])
+    assert (fp32.precision, bf16.precision) == ("fp32", "bf16")
+    x, weight = torch.randn(2, 3), torch.randn(4, 3)
+    with fp32.autocast():
+        assert F.linear(x, weight).dtype == torch.float32
+    with bf16.autocast():
+        assert F.linear(x, weight).dtype == torch.bfloat16
+        loss, logs = bf16(make_batch())
+        assert bf16.encode(make_batch().obs).dtype == torch.float32  # every network returns fp32
+    assert loss.dtype == torch.float32 and all(value.dtype == torch.float32 for value in logs.values())
+    # Imagination steps enter no autocast of their own (imagination.imagine enters it once per rollout):
+    # outside it, the bf16 model computes exactly what the fp32 one does.
+    frames = make_batch(batch=2, steps=3).obs
+    steps = []
+    for model in (fp32, bf16):
+        state = model.burn_in(frames, torch.zeros(2, 3, dtype=torch.long))
+        action = torch.ones(2, dtype=torch.long)
+        steps.append(model.imagine_step(state, action, torch.Generator().manual_seed(0)))
+    for from_fp32, from_bf16 in zip(steps[0][:3], steps[1][:3], strict=True):
+        assert torch.equal(from_fp32, from_bf16)

@@ -10,12 +10,13 @@ import functools
 import numpy as np
 import torch
 
-from jedi_core.collect import collect_random_steps
+from jedi_core.analysis.diagnostics import prediction_errors
 from jedi_core.config import make_config
-from jedi_core.diagnostics import prediction_errors
 from jedi_core.envs import env_num_actions
-from jedi_core.runtime import seed_everything
-from jedi_core.world_model import build_world_model, sample_training_batch
+from jedi_core.replay import sample_training_batch
+from jedi_core.runtime import seed_everything, to_floats
+from jedi_core.training.collect import collect_random_steps
+from jedi_core.world_model import build_world_model
 
 # Short CPU runs need a larger step than the paper's 1e-4 (which is tuned for 400k updates).
 FAST = ("world_model.lr=1e-3", "world_model.warmup_steps=10", "world_model.segment_steps=5")
@@ -32,7 +33,7 @@ def _train(overrides, steps, updates, horizon):
     history = []
     for _ in range(updates):
         batch = sample_training_batch(train, cfg.world_model, rng).to_torch()
-        history.append(model.training_step(batch, optimizer, scheduler))
+        history.append(to_floats(model.training_step(batch, optimizer, scheduler)))
     errors = prediction_errors(model, held_out, horizon, num_rollouts=128, rng=np.random.default_rng(2))
     return history, errors, model, held_out
 

@@ -1,0 +1,61 @@
+"""jedi_core.imagination: rollouts imagined from real contexts, and actor-critic updates that never wait."""
+
+import pytest
+import torch
+
+from jedi_core.imagination import actor_critic_training_step, imagine
+from jedi_core.replay import sample_contexts
+from jedi_core.runtime import to_floats
+
+
+def _contexts(cfg, agent, replay, rng, batch_size=8):
+    length = agent.world_model.context_length
+    return sample_contexts(replay, batch_size, length, rng, cfg.replay.sample_weights, "cpu")
+
+
+@pytest.mark.parametrize("preset", ["smoke", "smoke_diamond"])
+def test_actor_critic_updates_never_wait_for_the_device(preset, smoke_setup, host_waits):
+    cfg, agent, replay, rng = smoke_setup(preset)
+    optimizer, scheduler = agent.make_actor_critic_optimizer()
+    contexts = _contexts(cfg, agent, replay, rng, cfg.actor_critic.batch_size)
+    host_waits.ignore_step_of(optimizer)
+    with host_waits:
+        logs = actor_critic_training_step(agent.world_model, agent.actor_critic, *contexts, cfg.actor_critic,
+                                          optimizer, scheduler, check_finite=False)
+    assert host_waits.seen == []
+    assert all(isinstance(value, torch.Tensor) and value.dim() == 0 for value in logs.values())
+    assert {"grad_norm_actor_critic", "entropy", "return_mean"} <= set(to_floats(logs))
+    # The detector does see waits: the notebook-friendly default reads the loss to check it.
+    with host_waits:
+        actor_critic_training_step(agent.world_model, agent.actor_critic, *contexts, cfg.actor_critic,
+                                   optimizer, scheduler)
+    assert "_local_scalar_dense" in host_waits.seen
+
+
+def test_a_rollout_starts_from_the_context_and_masks_the_steps_after_an_end(smoke_setup):
+    cfg, agent, replay, rng = smoke_setup()
+    frames, actions = _contexts(cfg, agent, replay, rng, batch_size=16)
+    horizon = 6
+    rollout = imagine(agent.world_model, agent.actor_critic, frames, actions, horizon,
+                      generator=torch.Generator().manual_seed(0))
+    assert rollout.logits.shape == (16, horizon, 4) and rollout.latents.shape[:2] == (16, horizon + 1)
+    torch.testing.assert_close(rollout.latents[:, 0], agent.world_model.encode(frames[:, -1]))
+    assert rollout.logits.requires_grad and not rollout.next_values.requires_grad
+    ended_before = torch.cumsum(rollout.ends.int(), dim=1) - rollout.ends.int()
+    assert torch.equal(rollout.alive, ended_before == 0)
+    assert rollout.alive[:, 0].all()  # every rollout's first step counts
+    assert set(rollout.rewards.unique().tolist()) <= {-1.0, 0.0, 1.0}
+
+
+def test_a_bf16_rollout_enters_autocast_once_and_returns_fp32(smoke_setup, trained_like, monkeypatch):
+    cfg, agent, replay, rng = smoke_setup(overrides=["performance.precision=bf16"])
+    trained_like(agent)
+    world_model = agent.world_model
+    entered = []
+    autocast = world_model.autocast
+    monkeypatch.setattr(world_model, "autocast", lambda: entered.append(1) or autocast())
+    rollout = imagine(world_model, agent.actor_critic, *_contexts(cfg, agent, replay, rng), horizon=3,
+                      generator=torch.Generator().manual_seed(0))
+    assert entered == [1]  # one precision context for the whole rollout
+    for name in ("logits", "values", "next_values", "latents"):
+        assert getattr(rollout, name).dtype == torch.float32, name

@@ -1,0 +1,122 @@
+"""jedi_core.training.checkpoint: what a run may resume from, exported agent files, and checkpoints that are
+damaged, half written or of another version."""
+
+import json
+
+import pytest
+import torch
+
+from jedi_core.__main__ import main
+from jedi_core.config import make_config
+from jedi_core.configlib import apply_overrides
+from jedi_core.training.checkpoint import (
+    AGENT_FILE_KIND,
+    CHECKPOINT_VERSION,
+    RESUMABLE_CHANGES,
+    IncompatibleCheckpoint,
+    export_agent,
+    load_agent,
+    load_run,
+)
+from jedi_core.training.loop import Trainer
+from jedi_core.training.run_dir import CHECKPOINT_FILE, FINAL_SCORES_FILE, METRICS_FILE
+
+
+def _resumable(run_dir):
+    (run_dir / FINAL_SCORES_FILE).unlink()  # pretend it stopped before the end
+    return run_dir
+
+
+def _same_weights(a, b):
+    for (name, value), (_, reference) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
+        assert torch.equal(value, reference), name
+
+
+def test_a_checkpoint_from_another_config_is_refused(finished_toy_run):
+    cfg, run_dir, toy = finished_toy_run
+    _resumable(run_dir)
+    with pytest.raises(IncompatibleCheckpoint, match=r"preset 'smoke'.*world_model\.lr"):
+        Trainer(apply_overrides(cfg, ["world_model.lr=0.5"]), run_dir, quiet=True).run()
+    with pytest.raises(IncompatibleCheckpoint, match="method"):
+        Trainer(make_config("smoke_diamond", toy), run_dir, quiet=True).run()
+
+
+def test_a_run_resumes_with_the_fast_path_switched_on(finished_toy_run):
+    cfg, run_dir, _ = finished_toy_run
+    assert RESUMABLE_CHANGES == {"device", "performance.precision", "performance.compile"}
+    _resumable(run_dir)
+    fast = Trainer(apply_overrides(cfg, ["performance.precision=bf16", "device=cpu"]), run_dir, quiet=True)
+    fast.load_checkpoint()  # a resumable change: no IncompatibleCheckpoint
+    assert fast.agent.world_model.precision == "bf16"
+    _, saved, _ = load_run(run_dir)
+    _same_weights(fast.agent, saved)
+
+
+def test_a_run_saved_before_the_performance_section_existed_resumes(finished_toy_run):
+    cfg, run_dir, _ = finished_toy_run
+    _resumable(run_dir)
+    state = torch.load(run_dir / CHECKPOINT_FILE, weights_only=False)
+    del state["config"]["performance"]  # as a checkpoint written before the section was added
+    torch.save(state, run_dir / CHECKPOINT_FILE)
+    resumed = Trainer(cfg, run_dir, quiet=True)
+    resumed.load_checkpoint()  # the missing section reads as its defaults
+    assert resumed.counters["epoch"] == state["counters"]["epoch"]
+
+
+def test_export_writes_an_agent_file_that_loads_and_acts_the_same(finished_toy_run, tmp_path, capsys):
+    cfg, run_dir, _ = finished_toy_run
+    assert main(["export", str(run_dir), str(tmp_path / "agent.pt")]) == 0
+    assert "wrote" in capsys.readouterr().out
+    loaded_cfg, agent, info = load_agent(tmp_path / "agent.pt")
+    _, original, _ = load_run(run_dir)
+    assert loaded_cfg == cfg and info["counters"]["env_steps"] == 200
+    assert info["final_scores"]["episode_returns"] == json.loads((run_dir / FINAL_SCORES_FILE).read_text())[
+        "episode_returns"]
+    _same_weights(agent, original)
+    assert not agent.training  # loaded for acting
+    assert (tmp_path / "agent.pt").stat().st_size < (run_dir / CHECKPOINT_FILE).stat().st_size / 2
+    assert torch.load(tmp_path / "agent.pt", weights_only=False)["kind"] == AGENT_FILE_KIND
+    with pytest.raises(IncompatibleCheckpoint, match="not an exported agent file"):
+        load_agent(run_dir / CHECKPOINT_FILE)
+    with pytest.raises(FileNotFoundError, match="jedi_core export"):
+        load_agent(tmp_path / "missing.pt")
+
+
+def test_a_checkpoint_or_agent_file_of_another_version_is_refused(finished_toy_run, tmp_path):
+    cfg, run_dir, _ = finished_toy_run
+    export_agent(_resumable(run_dir), tmp_path / "agent.pt")
+    for path in (run_dir / CHECKPOINT_FILE, tmp_path / "agent.pt"):
+        state = torch.load(path, weights_only=False)
+        torch.save({**state, "version": CHECKPOINT_VERSION + 1}, path)
+    message = f"checkpoint version {CHECKPOINT_VERSION + 1}.*reads version {CHECKPOINT_VERSION}"
+    with pytest.raises(IncompatibleCheckpoint, match=message):
+        Trainer(cfg, run_dir, quiet=True).run()
+    with pytest.raises(IncompatibleCheckpoint, match=message):
+        load_run(run_dir)
+    with pytest.raises(IncompatibleCheckpoint, match=message):
+        load_agent(tmp_path / "agent.pt")
+
+
+def test_a_damaged_checkpoint_stops_the_run_and_is_not_overwritten(finished_toy_run):
+    cfg, run_dir, _ = finished_toy_run
+    checkpoint = _resumable(run_dir) / CHECKPOINT_FILE
+    damaged = checkpoint.read_bytes()[: checkpoint.stat().st_size // 2]
+    checkpoint.write_bytes(damaged)
+    lines = (run_dir / METRICS_FILE).read_text()
+    with pytest.raises(RuntimeError):  # never a silent fresh start over the old run
+        Trainer(cfg, run_dir, quiet=True).run()
+    assert checkpoint.read_bytes() == damaged and (run_dir / METRICS_FILE).read_text() == lines
+
+
+def test_an_interrupted_checkpoint_write_leaves_the_previous_checkpoint(finished_toy_run):
+    cfg, run_dir, _ = finished_toy_run
+    _, before, _ = load_run(run_dir)
+    (run_dir / (CHECKPOINT_FILE + ".tmp")).write_bytes(b"half a checkpoint")  # killed while writing
+    _, after, _ = load_run(run_dir)
+    _same_weights(after, before)
+    _resumable(run_dir)
+    resumed = Trainer(cfg, run_dir, quiet=True)
+    resumed.load_checkpoint()
+    assert resumed.counters["env_steps"] == 200
+    resumed.save_checkpoint()  # the next save writes over the leftover and leaves no temporary file
+    assert not (run_dir / (CHECKPOINT_FILE + ".tmp")).exists()
