@@ -82,3 +82,14 @@ def test_code_passes_ruff():
     result = subprocess.run([sys.executable, "-m", "ruff", "check", *paths],
                             cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_package_keeps_its_rooms_small():
+    """At most 10 modules at the package root (beside __init__ and __main__), no module over 400 lines."""
+    package = Path(__file__).resolve().parents[1] / "jedi_core"
+    root_modules = [path.name for path in package.glob("*.py")
+                    if path.name not in ("__init__.py", "__main__.py")]
+    assert len(root_modules) <= 10, f"{len(root_modules)} modules at the root: {sorted(root_modules)}"
+    long = {str(path.relative_to(package)): n for path in package.rglob("*.py")
+            if (n := len(path.read_text().splitlines())) > 400}
+    assert not long, f"modules over 400 lines: {long}"
