@@ -59,8 +59,7 @@ def fit_decoder_probe(world_model: WorldModel, replay: ReplayBuffer, updates: in
 @torch.no_grad()
 def imagine_episode(world_model: WorldModel, recording: EpisodeRecording, probe: DecoderProbe | None,
                     seed: int = 0) -> np.ndarray:
-    """Open-loop imagination of an episode played with ``keep_frames``, as uint8 frames aligned with its
-    frames.
+    """Open-loop imagination of an episode played with ``keep_frames``: uint8 frames matching the real ones.
 
     The first ``context_length`` frames are the real ones (the burn-in); every later frame is imagined from
     the previous imagined ones and the recorded action. ``probe`` draws latents (None: the pixel model).
@@ -73,12 +72,13 @@ def imagine_episode(world_model: WorldModel, recording: EpisodeRecording, probe:
     generator = torch.Generator(device).manual_seed(seed)
     context = frames_to_float(torch.from_numpy(recording.frames[:length]).to(device))[None]
     actions = torch.from_numpy(recording.actions).to(device)
-    state = world_model.burn_in(context, actions[None, :length - 1])
     imagined = list(recording.frames[:length])
-    for step in range(length - 1, len(actions)):
-        latent, _, _, state = world_model.imagine_step(state, actions[step:step + 1], generator)
-        picture = probe.decode(latent) if probe is not None else latent.clamp(-1, 1)
-        imagined.append(_to_uint8(picture[0]))
+    with world_model.autocast():  # one precision context for the whole rollout, as in imagination
+        state = world_model.burn_in(context, actions[None, :length - 1])
+        for step in range(length - 1, len(actions)):
+            latent, _, _, state = world_model.imagine_step(state, actions[step:step + 1], generator)
+            picture = probe.decode(latent) if probe is not None else latent.clamp(-1, 1)
+            imagined.append(_to_uint8(picture[0]))
     return np.stack(imagined)
 
 
