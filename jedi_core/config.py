@@ -120,7 +120,7 @@ class DenoiserConfig:
     """The conditional U-Net: one 160-channel level on 8x8 latents (JEDI), four on 64x64 pixels (DIAMOND)."""
 
     channels: tuple[int, ...] = option((160,), help="channels per U-Net level")
-    depths: tuple[int, ...] = option((2,), help="residual blocks per level")
+    depths: tuple[int, ...] = option((1,), help="residual blocks per level (the paper's Table 3: one)")
     attention: tuple[int, ...] = option((0,),
                                         help="1: self-attention in that level (the middle always has it)")
     cond_channels: int = option(256, low=4, help="size of the noise + action conditioning vector")
@@ -161,7 +161,9 @@ class WorldModelConfig:
                                 help="transitions per training segment (reward/end sees all of them)")
     num_targets: int = option(2, low=1, help="frames predicted per segment; the last ones of the segment")
     switch_prob: float = option(0.5, low=0.0, high=1.0,
-                                help="random switching: chance a sequence conditions on its own prediction")
+                                help="random switching: chance the context is the model's own prediction")
+    switch_per: str = option("batch", choices=("batch", "sequence"),
+                             help="draw the switch once per batch (the paper's Algorithm 1) or per sequence")
     switch_grad: bool = option(True, help="the switched-in prediction keeps its gradient")
     stop_gradient: bool = option(True,
                                  help="no gradient through the target latent (off only to show collapse)")
@@ -305,7 +307,9 @@ def smoke() -> Config:
         encoder=EncoderConfig(channels=(8, 8, 8, 4)),
         denoiser=DenoiserConfig(channels=(64,), depths=(2,), cond_channels=64),
         reward_end=RewardEndConfig(channels=(16,), depths=(1,), cond_channels=16, lstm_dim=32),
-        segment_steps=7, probe_channels=(16, 16, 8), batch_size=8)
+        segment_steps=7, probe_channels=(16, 16, 8), batch_size=8,
+        # Per sequence: in short CPU runs it learns better than per batch (docs/fidelity.md, item 8).
+        switch_per="sequence")
     actor_critic = ActorCriticConfig(channels=(8, 16), lstm_dim=32, horizon=5, batch_size=8)
     training = TrainingConfig(initial_random_steps=100, env_steps_per_epoch=50, world_model_updates=5,
                               actor_critic_updates=5, first_epoch_world_model_updates=10,

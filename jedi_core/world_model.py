@@ -10,8 +10,9 @@ Training (``forward(batch) -> (loss, logs)``), on one replay segment of T transi
    * *Stop-gradient*: the target latent (and so its noised copy) is detached. The encoder learns only
      through the *context* latents and the reward/end loss. Without it, encoder and denoiser can agree on a
      constant latent, which is trivially predictable (collapse).
-   * *Random switching*: for the next target, each sequence independently (probability ``switch_prob``)
-     conditions on the denoiser's own prediction of the previous target instead of the encoder's latent,
+   * *Random switching*: for the next target, the batch (the paper's Algorithm 1; each sequence on its own
+     with ``switch_per="sequence"``) conditions, with probability ``switch_prob``, on the denoiser's own
+     prediction of the previous target instead of the encoder's latent,
      as it will have to in imagination; the prediction keeps its gradient unless ``switch_grad`` is off.
 
 Both losses are summed and stepped by one optimiser (encoder learning rate 0.3x), through
@@ -163,11 +164,14 @@ class WorldModel(nn.Module):
         return losses, switched
 
     def switch(self, prediction: Tensor, encoded: Tensor) -> tuple[Tensor, Tensor]:
-        """Random switching: per sequence, the next context latent is the prediction (probability p) or the
-        encoder's latent. Returns the chosen latents and the (B,) switch mask."""
+        """Random switching: the next context latent is the prediction (probability ``switch_prob``) or the
+        encoder's latent, drawn once for the whole batch or per sequence (``switch_per``). Returns the chosen
+        latents and the (B,) switch mask."""
         if not self.cfg.switch_grad:
             prediction = prediction.detach()
-        switch = torch.rand(prediction.shape[0], device=prediction.device) < self.cfg.switch_prob
+        batch = prediction.shape[0]
+        draws = 1 if self.cfg.switch_per == "batch" else batch
+        switch = (torch.rand(draws, device=prediction.device) < self.cfg.switch_prob).expand(batch)
         return torch.where(switch.view(-1, 1, 1, 1), prediction, encoded), switch
 
     def make_optimizer(self) -> tuple[torch.optim.AdamW, torch.optim.lr_scheduler.LambdaLR]:

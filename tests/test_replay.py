@@ -130,6 +130,34 @@ def test_recency_weights_give_the_newest_quarter_its_share():
     assert abs(share - 0.7) < 4 * np.sqrt(0.7 * 0.3 / draws)
 
 
+def _diamond_recency_reference(num_episodes, group_weights=(0.1, 0.1, 0.1, 0.7)):
+    """Written from DIAMOND's rule: groups of N // k episodes, oldest first, the N % k left over in the newest
+    group; a group's weight shared equally by its episodes."""
+    k = len(group_weights)
+    sizes = [num_episodes // k] * k
+    sizes[-1] += num_episodes % k
+    shares = [np.full(size, weight / size) for size, weight in zip(sizes, group_weights, strict=True)]
+    return np.concatenate(shares)
+
+
+@pytest.mark.parametrize("num_episodes", range(1, 61))
+def test_recency_weights_match_diamond_for_1_to_60_episodes(num_episodes):
+    lengths = [7] * num_episodes
+    weights = recency_weights(lengths)
+    if num_episodes < 4:  # fewer episodes than groups: every step equally likely
+        assert np.allclose(weights, 1 / num_episodes)
+    else:
+        assert np.allclose(weights, _diamond_recency_reference(num_episodes))
+    assert weights.sum() == pytest.approx(1.0)
+
+
+def test_recency_leftovers_go_to_the_newest_group():
+    # 5 episodes: groups of 1, 1, 1 and 2; the newest two share 0.7 (DIAMOND), so the newest alone gets 0.35.
+    assert recency_weights([3] * 5).tolist() == pytest.approx([0.1, 0.1, 0.1, 0.35, 0.35])
+    # 7 episodes: groups of 1, 1, 1 and 4.
+    assert recency_weights([3] * 7)[-1] == pytest.approx(0.175)
+
+
 def test_recency_weights_edge_cases():
     assert recency_weights([2, 6]).tolist() == [0.25, 0.75]  # fewer episodes than groups: by steps
     assert recency_weights([0, 4, 4, 4, 4])[0] == 0  # an empty episode is never drawn

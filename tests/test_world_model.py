@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from jedi_core.agent import Agent
 from jedi_core.config import make_config
 from jedi_core.replay import sample_training_batch
 from jedi_core.runtime import to_floats
@@ -68,6 +69,26 @@ def test_random_switching_conditions_the_second_target(probability, expected, mo
     second_context_last = calls[1][0][:, -1]
     reference = latents[:, -2] if expected == "encoder" else calls[0][1]
     torch.testing.assert_close(second_context_last, reference)
+
+
+@pytest.mark.parametrize("switch_per", ["batch", "sequence"])
+def test_the_switch_is_drawn_once_per_batch_or_per_sequence(switch_per, build):
+    """Algorithm 1 draws rs ~ Uniform{True, False} once per batch; ``switch_per=sequence``, per sequence."""
+    model = build([f"world_model.switch_per={switch_per}"])
+    batch_size = 16
+    prediction = torch.ones(batch_size, *model.latent_shape)
+    encoded = torch.zeros(batch_size, *model.latent_shape)
+    torch.manual_seed(0)
+    masks = torch.stack([model.switch(prediction, encoded)[1] for _ in range(400)])  # (draws, B)
+    chosen, _ = model.switch(prediction, encoded)
+    assert set(chosen.flatten(1).mean(1).tolist()) <= {0.0, 1.0}  # each sequence takes one of the two whole
+    share = masks.float().mean().item()
+    assert abs(share - 0.5) < 0.05  # switch_prob = 0.5 either way
+    mixed = (masks.any(1) & ~masks.all(1)).float().mean().item()  # batches where only some sequences switched
+    if switch_per == "batch":
+        assert mixed == 0
+    else:
+        assert mixed > 0.99
 
 
 def test_switched_prediction_keeps_its_gradient_only_when_asked(build, frame_gradients):
@@ -178,7 +199,7 @@ def test_config_changes_numbers_not_code():
 
 
 def test_parameter_counts_match_diamond_and_the_paper_scale():
-    # DIAMOND's own counts, from its code (reference/diamond-codebase.md): denoiser 4.41M, reward/end 5.90M.
+    # DIAMOND's own counts, from its code: denoiser 4.41M, reward/end 5.90M.
     pixel = build_world_model(make_config("diamond"), num_actions=18).parameter_counts()
     assert pixel["denoiser"] == pytest.approx(4.41e6, rel=0.01)
     assert pixel["reward_end"] == pytest.approx(5.90e6, rel=0.01)
@@ -186,6 +207,14 @@ def test_parameter_counts_match_diamond_and_the_paper_scale():
     assert latent["encoder"] == pytest.approx(34e3, rel=0.05)  # [32, 32, 32, 16] SmallResBlocks
     assert 4e6 < latent["denoiser"] < 8e6  # one 160-channel level on 8x8 latents
     assert latent["total"] == latent["encoder"] + latent["denoiser"] + latent["reward_end"]
+
+
+@pytest.mark.parametrize("preset", ["atari100k", "diamond"])
+def test_whole_agents_have_the_papers_13_5_million_parameters(preset):
+    """The paper's Table 3: JEDI and DIAMOND both 13.5M parameters (world model and actor-critic, 18 actions);
+    JEDI's with its one-block, 160-channel latent denoiser."""
+    agent = Agent(make_config(preset), 18)
+    assert sum(p.numel() for p in agent.parameters()) == pytest.approx(13.5e6, rel=0.02)
 
 
 def test_the_masked_reward_end_loss_equals_the_boolean_indexed_one(smoke_setup):

@@ -57,7 +57,11 @@ class AdaGroupNorm(nn.Module):
 
 
 class SelfAttention2d(nn.Module):
-    """Pre-norm multi-head self-attention over the pixels of a feature map, zero-initialised output."""
+    """Multi-head self-attention over the pixels of a feature map: ``GN(x) + attention(GN(x))``.
+
+    As in DIAMOND, the residual adds the attention to the *normalised* input, so the block renormalises the
+    residual stream it sits in (the U-Net's middle, for instance). The output projection starts at zero.
+    """
 
     def __init__(self, channels: int, head_dim: int = ATTENTION_HEAD_DIM):
         super().__init__()
@@ -70,10 +74,11 @@ class SelfAttention2d(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         n, c, h, w = x.shape
-        qkv = self.qkv(self.norm(x)).view(n, 3, self.num_heads, c // self.num_heads, h * w)
+        normed = self.norm(x)
+        qkv = self.qkv(normed).view(n, 3, self.num_heads, c // self.num_heads, h * w)
         q, k, v = (t.transpose(-1, -2) for t in qkv.unbind(1))  # (n, heads, hw, head_dim)
         y = F.scaled_dot_product_attention(q, k, v)  # fused kernels on GPU
-        return x + self.out(y.transpose(-1, -2).reshape(n, c, h, w))
+        return normed + self.out(y.transpose(-1, -2).reshape(n, c, h, w))
 
 
 class FourierFeatures(nn.Module):

@@ -29,7 +29,8 @@ def recency_weights(episode_lengths: Sequence[int], group_weights: Sequence[floa
                     ) -> np.ndarray:
     """Probability of sampling each episode (DIAMOND's recency weighting).
 
-    Episodes, oldest first, are split into ``len(group_weights)`` contiguous groups; each group's weight
+    Episodes, oldest first, are split into ``len(group_weights)`` contiguous groups of ``N // groups``
+    episodes, the ``N % groups`` left over going to the newest group (as DIAMOND does); each group's weight
     is shared equally by its episodes, so the newest quarter gets 70% of the samples by default. With
     fewer episodes than groups every *step* is equally likely instead. Empty episodes get 0.
     """
@@ -41,8 +42,11 @@ def recency_weights(episode_lengths: Sequence[int], group_weights: Sequence[floa
     if len(usable) < len(group_weights):
         probs[usable] = lengths[usable]
     else:
-        for group, weight in zip(np.array_split(usable, len(group_weights)), group_weights, strict=True):
-            probs[group] = weight / len(group)
+        size = len(usable) // len(group_weights)
+        starts = [group * size for group in range(len(group_weights))]
+        ends = [*starts[1:], len(usable)]  # the newest group also takes the leftovers
+        for start, end, weight in zip(starts, ends, group_weights, strict=True):
+            probs[usable[start:end]] = weight / (end - start)
     if probs.sum() <= 0:
         raise ValueError(f"group weights {tuple(group_weights)} give every episode probability 0")
     return probs / probs.sum()
