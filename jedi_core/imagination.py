@@ -32,7 +32,7 @@ from jedi_core.world_model import WorldModel
 class Rollout:
     """H imagined steps of B rollouts; logits and values keep their gradient."""
 
-    logits: Tensor  # (B, H, A)
+    logits: Tensor  # (B, H, A): of the policy the actions were drawn from (the actor's logits / temperature)
     values: Tensor  # (B, H)
     next_values: Tensor  # (B, H), detached: V of the state each step reached
     actions: Tensor  # (B, H)
@@ -70,8 +70,9 @@ def _imagine(world_model: WorldModel, actor_critic: ActorCritic, frames: Tensor,
     latents = [current]
     for _ in range(horizon):
         step_logits, value, hidden = actor_critic(current, hidden)
-        probabilities = (step_logits.detach() / temperature).softmax(-1)
-        action = sample_categorical(probabilities, generator)
+        # REINFORCE needs the log-probabilities of the policy that drew the actions: the tempered one.
+        step_logits = step_logits / temperature
+        action = sample_categorical(step_logits.detach().softmax(-1), generator)
         current, reward, end, state = world_model.imagine_step(state, action, generator)
         logits.append(step_logits)
         values.append(value)

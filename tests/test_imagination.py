@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from jedi_core.imagination import actor_critic_training_step, imagine
+from jedi_core.nn.ops import sample_categorical
 from jedi_core.replay import sample_contexts
 from jedi_core.runtime import to_floats
 
@@ -59,3 +60,23 @@ def test_a_bf16_rollout_enters_autocast_once_and_returns_fp32(smoke_setup, train
     assert entered == [1]  # one precision context for the whole rollout
     for name in ("logits", "values", "next_values", "latents"):
         assert getattr(rollout, name).dtype == torch.float32, name
+
+
+@pytest.mark.parametrize("temperature", [1.0, 2.0])
+def test_reinforce_uses_the_policy_the_actions_were_drawn_from(temperature, smoke_setup, trained_like):
+    """With a temperature T the actions come from softmax(logits / T), so the rollout's logits, whose
+    log-probabilities REINFORCE differentiates, are the actor's logits / T (not the untempered ones)."""
+    cfg, agent, replay, rng = smoke_setup()
+    trained_like(agent)
+    frames, actions = _contexts(cfg, agent, replay, rng, batch_size=4)
+    rollout = imagine(agent.world_model, agent.actor_critic, frames, actions, horizon=1,
+                      temperature=temperature, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        latents = agent.world_model.encode(frames)
+        hidden = agent.actor_critic.initial_state(4)
+        for step in range(latents.shape[1]):  # the same warm-up, then the first imagined step's logits
+            actor_logits, _, hidden = agent.actor_critic(latents[:, step], hidden)
+    torch.testing.assert_close(rollout.logits[:, 0], actor_logits / temperature)
+    # And the draw follows those logits: the same generator draws the same actions from them.
+    expected = sample_categorical((actor_logits / temperature).softmax(-1), torch.Generator().manual_seed(0))
+    assert torch.equal(rollout.actions[:, 0], expected)
