@@ -132,8 +132,7 @@ class DenoiserConfig:
         _check_levels("world_model.denoiser", self.channels, self.depths, self.attention)
         if self.cond_channels % (2 * self.context_length):
             raise ConfigError(f"world_model.denoiser.cond_channels: {self.cond_channels} must be a "
-                              "multiple of "
-                              f"2 x context_length ({2 * self.context_length})")
+                              f"multiple of 2 x context_length ({2 * self.context_length})")
 
 
 @dataclass(frozen=True)

@@ -70,8 +70,9 @@ def _imagine(world_model: WorldModel, actor_critic: ActorCritic, frames: Tensor,
     latents = [current]
     for _ in range(horizon):
         step_logits, value, hidden = actor_critic(current, hidden)
-        # REINFORCE needs the log-probabilities of the policy that drew the actions: the tempered one.
-        step_logits = step_logits / temperature
+        if temperature != 1.0:  # a host float: at the default no extra kernel runs in this hot loop
+            # REINFORCE needs the log-probabilities of the policy that drew the actions: the tempered one.
+            step_logits = step_logits / temperature
         action = sample_categorical(step_logits.detach().softmax(-1), generator)
         current, reward, end, state = world_model.imagine_step(state, action, generator)
         logits.append(step_logits)

@@ -50,8 +50,7 @@ def resolve_device(name: str = "auto") -> torch.device:
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise RuntimeError(f"device={name!r} asked for a GPU, but this torch ({torch.__version__}) "
-                               "sees none; "
-                               "use device=auto or device=cpu, or install a CUDA build of torch")
+                               "sees none; use device=auto or device=cpu, or install a CUDA build of torch")
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise RuntimeError(f"device={name!r}: only {torch.cuda.device_count()} GPU(s) are visible")
     mps_available = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()

@@ -221,8 +221,7 @@ class WorldModel(nn.Module):
         """
         if frames.shape[1] != self.context_length or actions.shape[1] != self.context_length - 1:
             raise ValueError(f"burn-in needs {self.context_length} frames and {self.context_length - 1} "
-                             "actions, "
-                             f"got {frames.shape[1]} and {actions.shape[1]}")
+                             f"actions, got {frames.shape[1]} and {actions.shape[1]}")
         latents = self.encode(frames)
         state = self.reward_end(latents, actions)[2] if self.context_length > 1 else None
         pending = actions.new_zeros(actions.shape[0], 1)

@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from jedi_core.analysis.precision import fast_copy, relative_error
 from jedi_core.imagination import actor_critic_training_step, imagine
 from jedi_core.nn.ops import sample_categorical
 from jedi_core.replay import sample_contexts
@@ -55,11 +56,18 @@ def test_a_bf16_rollout_enters_autocast_once_and_returns_fp32(smoke_setup, train
     entered = []
     autocast = world_model.autocast
     monkeypatch.setattr(world_model, "autocast", lambda: entered.append(1) or autocast())
-    rollout = imagine(world_model, agent.actor_critic, *_contexts(cfg, agent, replay, rng), horizon=3,
+    contexts = _contexts(cfg, agent, replay, rng)
+    rollout = imagine(world_model, agent.actor_critic, *contexts, horizon=3,
                       generator=torch.Generator().manual_seed(0))
     assert entered == [1]  # one precision context for the whole rollout
     for name in ("logits", "values", "next_values", "latents"):
         assert getattr(rollout, name).dtype == torch.float32, name
+    # bf16 did run inside: the same weights and draws in fp32 give close but not identical latents.
+    fp32 = fast_copy(agent, "fp32")
+    reference = imagine(fp32.world_model, fp32.actor_critic, *contexts, horizon=3,
+                        generator=torch.Generator().manual_seed(0))
+    assert not torch.equal(rollout.latents[:, 1], reference.latents[:, 1])
+    assert relative_error(reference.latents[:, 1], rollout.latents[:, 1]) < 0.1
 
 
 @pytest.mark.parametrize("temperature", [1.0, 2.0])

@@ -71,6 +71,8 @@ def test_compile_modules_compiles_in_place_and_keeps_parameter_names():
     x = torch.randn(4, 3)
     eager = modules["b"](modules["a"](x))
     assert compile_modules(modules, "off") == []
+    assert all(module._compiled_call_impl is None for module in modules.values())  # "off" compiles nothing
     assert compile_modules(modules, "reduce-overhead", backend="aot_eager") == ["a", "b"]
+    assert all(module._compiled_call_impl is not None for module in modules.values())
     torch.testing.assert_close(modules["b"](modules["a"](x)), eager)
     assert {key: list(module.state_dict()) for key, module in modules.items()} == names

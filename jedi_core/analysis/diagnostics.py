@@ -39,17 +39,20 @@ def prediction_errors(world_model: WorldModel, replay: ReplayBuffer, horizon: in
     frames = torch.from_numpy(np.stack([s.obs for s in segments])).to(device)
     actions = torch.from_numpy(np.stack([s.actions for s in segments])).to(device)
     world_model.eval()
-    real = world_model.encode(frames_to_float(frames))  # (N, steps + 1, C, h, w)
+    floats = frames_to_float(frames)
+    real = world_model.encode(floats)  # (N, steps + 1, C, h, w)
     variance = real.flatten(2).var(dim=0).mean().clamp(min=1e-12)
     model_errors = []
     copy_errors = []
     last_context = real[:, length - 1]
     with world_model.autocast():  # one precision context for the whole rollout, as in imagination
-        state = world_model.burn_in(frames_to_float(frames[:, :length]), actions[:, : length - 1])
+        state = world_model.burn_in(floats[:, :length], actions[:, : length - 1])
         for k in range(horizon):
             predicted, _, _, state = world_model.imagine_step(state, actions[:, length - 1 + k])
             truth = real[:, length + k]
-            model_errors.append(((predicted - truth).pow(2).mean() / variance).item())
-            copy_errors.append(((last_context - truth).pow(2).mean() / variance).item())
-    return {"model": np.array(model_errors), "copy_last": np.array(copy_errors),
+            model_errors.append((predicted - truth).pow(2).mean() / variance)
+            copy_errors.append((last_context - truth).pow(2).mean() / variance)
+    # Read once at the end: an .item() per step would make the host wait for the device at every step.
+    return {"model": torch.stack(model_errors).cpu().numpy(),
+            "copy_last": torch.stack(copy_errors).cpu().numpy(),
             "latent_variance": variance.item()}

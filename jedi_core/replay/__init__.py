@@ -20,10 +20,10 @@ The modules: :mod:`~jedi_core.replay.episode` (episodes, segments, batches), :mo
 from jedi_core.replay.buffer import REPLAY_INDEX, ReplayBuffer, ReplayFileError
 from jedi_core.replay.episode import Batch, Episode, Segment, TorchBatch, frames_to_float
 from jedi_core.replay.sampling import (
-           RECENCY_GROUP_WEIGHTS,
-           recency_weights,
-           sample_contexts,
-           sample_training_batch,
+    RECENCY_GROUP_WEIGHTS,
+    recency_weights,
+    sample_contexts,
+    sample_training_batch,
 )
 
 __all__ = ["RECENCY_GROUP_WEIGHTS", "REPLAY_INDEX", "Batch", "Episode", "ReplayBuffer", "ReplayFileError",

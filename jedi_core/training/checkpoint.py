@@ -36,8 +36,7 @@ class IncompatibleCheckpoint(RuntimeError):
 def write_checkpoint(run_dir: Path, replay: ReplayBuffer, state: dict) -> Path:
     """Save the replay (its own atomic index), then ``state`` in one atomically written file."""
     replay.save(run_dir / REPLAY_DIR)
-    return _write_state(run_dir / CHECKPOINT_FILE, {"version": CHECKPOINT_VERSION,
-                                                    "jedi_core": jedi_core.__version__, **state})
+    return _write_state(run_dir / CHECKPOINT_FILE, state)
 
 
 def read_checkpoint(path: Path, device: torch.device) -> dict:
@@ -78,9 +77,8 @@ def export_agent(run_dir: str | Path, path: str | Path) -> Path:
     saved_config = json.loads((run_dir / CONFIG_FILE).read_text())  # as trained, not the CPU it was loaded on
     scores_file = run_dir / FINAL_SCORES_FILE
     final_scores = json.loads(scores_file.read_text()) if scores_file.is_file() else None
-    state = {"kind": AGENT_FILE_KIND, "version": CHECKPOINT_VERSION, "jedi_core": jedi_core.__version__,
-             "config": saved_config, "agent": agent.state_dict(), "counters": counters,
-             "final_scores": final_scores}
+    state = {"kind": AGENT_FILE_KIND, "config": saved_config, "agent": agent.state_dict(),
+             "counters": counters, "final_scores": final_scores}
     path.parent.mkdir(parents=True, exist_ok=True)
     return _write_state(path, state)
 
@@ -104,8 +102,7 @@ def _load_run_agent(run_dir: Path, device: str | None) -> tuple[Config, Agent, d
     for name in (CONFIG_FILE, CHECKPOINT_FILE):
         if not (run_dir / name).is_file():
             raise FileNotFoundError(f"{run_dir} has no {name}: is it a run folder made by `train` "
-                                    "(and has it "
-                                    "saved a checkpoint yet)?")
+                                    "(and has it saved a checkpoint yet)?")
     cfg = _with_device(from_dict(json.loads((run_dir / CONFIG_FILE).read_text()), Config), device)
     state = read_checkpoint(run_dir / CHECKPOINT_FILE, resolve_device(cfg.device))
     return cfg, _agent_with_weights(cfg, state["agent"]), state["counters"]
@@ -122,8 +119,9 @@ def _with_device(cfg: Config, device: str | None) -> Config:
 
 
 def _write_state(path: Path, state: dict) -> Path:
+    """Write ``state`` atomically, stamped with the checkpoint version and the jedi_core that wrote it."""
     buffer = io.BytesIO()
-    torch.save(state, buffer)
+    torch.save({"version": CHECKPOINT_VERSION, "jedi_core": jedi_core.__version__, **state}, buffer)
     atomic_write_bytes(path, buffer.getvalue())
     return path
 
