@@ -215,6 +215,10 @@ class TrainingConfig:
     """The epoch loop (DIAMOND's Atari schedule)."""
 
     initial_random_steps: int = option(5_000, low=0, help="uniformly random steps before the first epoch")
+    initial_minority_rewards: int = option(
+        10, low=0, help="then keep collecting random steps, an epoch's worth at a time, until this many "
+                        "transitions have a reward sign other than the commonest (0: stop there)")
+    initial_random_steps_max: int = option(10_000, low=0, help="the most random steps that rule may collect")
     env_steps_per_epoch: int = option(100, low=1, help="real steps collected per epoch (epsilon-greedy)")
     world_model_updates: int = option(400, low=0, help="world-model updates per epoch")
     actor_critic_updates: int = option(400, low=0, help="actor-critic updates per epoch")
@@ -225,6 +229,11 @@ class TrainingConfig:
     eval_every_epochs: int = option(50, low=0, help="periodic evaluation (0: only the final one)")
     periodic_eval_episodes: int = option(4, low=1)
     checkpoint_every_epochs: int = option(10, low=1)
+
+    def validate(self) -> None:
+        if self.initial_random_steps_max < self.initial_random_steps:
+            raise ConfigError(f"training.initial_random_steps_max: {self.initial_random_steps_max} must be "
+                              f"at least training.initial_random_steps ({self.initial_random_steps})")
 
 
 @dataclass(frozen=True)
@@ -310,10 +319,11 @@ def smoke() -> Config:
         # Per sequence: in short CPU runs it learns better than per batch (docs/fidelity.md, item 8).
         switch_per="sequence")
     actor_critic = ActorCriticConfig(channels=(8, 16), lstm_dim=32, horizon=5, batch_size=8)
-    training = TrainingConfig(initial_random_steps=100, env_steps_per_epoch=50, world_model_updates=5,
-                              actor_critic_updates=5, first_epoch_world_model_updates=10,
-                              first_epoch_actor_critic_updates=5, final_training_epochs=1,
-                              eval_every_epochs=2,
+    # A fixed 100 random steps: the 300-step schedule has no room for the minority-reward rule.
+    training = TrainingConfig(initial_random_steps=100, initial_minority_rewards=0, env_steps_per_epoch=50,
+                              world_model_updates=5, actor_critic_updates=5,
+                              first_epoch_world_model_updates=10, first_epoch_actor_critic_updates=5,
+                              final_training_epochs=1, eval_every_epochs=2,
                               periodic_eval_episodes=1, checkpoint_every_epochs=1)
     return dataclasses.replace(atari100k(), preset="smoke", env_steps=300, eval_episodes=1,
                                env=dataclasses.replace(EnvConfig(), max_episode_frames=2_000),

@@ -53,6 +53,8 @@ def test_bad_values_name_the_field_and_what_is_allowed():
         make_config("smoke", ["replay.sample_weights=-1,2"])
     with pytest.raises(ConfigError, match="device"):
         make_config("smoke", ["device=gpu"])
+    with pytest.raises(ConfigError, match=r"initial_random_steps_max: 4000 must be at least .*\(5000\)"):
+        make_config("atari100k", ["training.initial_random_steps_max=4000"])
     with pytest.raises(ConfigError, match="key=value"):
         make_config("smoke", ["seed"])
     with pytest.raises(ConfigError, match="is a section"):

@@ -165,6 +165,22 @@ def test_recency_weights_edge_cases():
         recency_weights([0, 0])
 
 
+def test_reward_sign_counts_and_the_minority_count():
+    buffer = ReplayBuffer()
+    rewards = [[0.0, 0.0, 2.0, -1.0], [0.0, 0.5, 0.0]]
+    for episode_rewards in rewards:
+        episode = buffer.new_episode(_frame(0))
+        for reward in episode_rewards:
+            episode.append(action=0, reward=reward, next_obs=_frame(1))
+    assert buffer.reward_sign_counts() == {-1: 1, 0: 4, 1: 2}
+    assert buffer.minority_reward_count() == 3  # all but the commonest sign (0)
+    episode = buffer.new_episode(_frame(0))
+    for _ in range(6):
+        episode.append(action=0, reward=1.0, next_obs=_frame(1))
+    assert buffer.minority_reward_count() == 1 + 4  # +1 is now the commonest: -1s and 0s are the minority
+    assert ReplayBuffer().minority_reward_count() == 0
+
+
 def test_round_trip_to_disk_including_an_open_episode(tmp_path):
     buffer = _buffer([5, 9, 4], open_last=True)
     buffer.save(tmp_path)

@@ -47,6 +47,37 @@ def test_smoke_presets_train_checkpoint_and_evaluate_on_a_real_atari_game(preset
     assert ReplayBuffer.load(tmp_path / REPLAY_DIR).num_steps == 200
 
 
+def _collection_stop(rewards_in_order, initial, step, cap, threshold):
+    """DIAMOND's initial-collection rule written out: the first of initial, initial + step, ... (capped) at
+    which the rewards so far hold ``threshold`` signs other than the commonest."""
+    stop = min(initial, cap)
+    while stop < cap:
+        counts = np.unique(np.sign(rewards_in_order[:stop]), return_counts=True)[1]
+        if counts.sum() - counts.max() >= threshold:
+            break
+        stop = min(stop + step, cap)
+    return stop
+
+
+@pytest.mark.parametrize("threshold, cap", [(6, 400), (10_000, 90)])
+def test_initial_collection_goes_on_until_it_has_seen_enough_minority_rewards(threshold, cap, tmp_path):
+    cfg = make_config("smoke", ["env.kind=toy", "training.initial_random_steps=20",
+                                "training.env_steps_per_epoch=7",
+                                f"training.initial_minority_rewards={threshold}",
+                                f"training.initial_random_steps_max={cap}"])
+    trainer = Trainer(cfg, tmp_path, quiet=True)
+    collector = loop.Collector(cfg, trainer.replay, trainer.agent, cfg.seed)
+    trainer._initial_collection(collector, bar=type("Bar", (), {"update": lambda self, n: None})())
+    rewards = np.concatenate([episode.rewards for episode in trainer.replay.episodes])
+    steps = trainer.counters["env_steps"]
+    assert steps == trainer.replay.num_steps == len(rewards)
+    assert steps == _collection_stop(rewards, initial=20, step=7, cap=cap, threshold=threshold)
+    if threshold == 6:
+        assert 20 < steps < cap  # Catch pays -1 or +1 about every 7 steps: a few rounds past 20 suffice
+    else:
+        assert steps == cap
+
+
 def test_a_killed_run_resumes_with_the_same_command(tmp_path):
     run_dir = tmp_path / "run"
     command = [sys.executable, "-m", "jedi_core", "train", "--env", "toy", "--preset", "smoke", "--quiet",

@@ -145,7 +145,10 @@ def measure_preset(preset: str, settings: dict) -> dict:
 
 
 def schedule_epochs(cfg) -> int:
-    """Epochs in a full run of ``cfg``: collecting epochs after the random steps, then training-only ones."""
+    """Epochs in a full run of ``cfg``: collecting epochs after the random steps, then training-only ones.
+
+    The random steps are counted at ``initial_random_steps``; a sparse-reward game that needs more of them
+    (``initial_minority_rewards``) has as many fewer collecting epochs."""
     train = cfg.training
     collecting = -(-max(cfg.env_steps - train.initial_random_steps, 0) // train.env_steps_per_epoch)
     return collecting + train.final_training_epochs

@@ -58,6 +58,20 @@ class ReplayBuffer:
     def nbytes(self) -> int:
         return sum(e.nbytes for e in self.episodes)
 
+    def reward_sign_counts(self) -> dict[int, int]:
+        """How many transitions have reward sign -1, 0 and +1 (the classes the reward model learns)."""
+        counts = dict.fromkeys((-1, 0, 1), 0)
+        for episode in self.episodes:
+            signs, occurrences = np.unique(np.sign(episode.rewards), return_counts=True)
+            for sign, count in zip(signs, occurrences, strict=True):
+                counts[int(sign)] += int(count)
+        return counts
+
+    def minority_reward_count(self) -> int:
+        """Transitions whose reward sign is not the commonest one: all but the largest of the three counts
+        (DIAMOND's rule for when random play has shown the reward model enough)."""
+        return sum(sorted(self.reward_sign_counts().values())[:-1])
+
     def sample(self, batch_size: int, num_steps: int, rng: np.random.Generator,
                group_weights: Sequence[float] = RECENCY_GROUP_WEIGHTS, pad_after: bool = False,
                avoid_terminal_end: bool = False) -> Batch:

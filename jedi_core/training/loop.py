@@ -100,10 +100,8 @@ class Trainer:
         bar = tqdm(total=cfg.env_steps, initial=self.counters["env_steps"], unit="step", disable=self.quiet,
                    desc=f"{cfg.method} {cfg.env.game_name}")
         try:
-            if self.counters["env_steps"] == 0 and train.initial_random_steps > 0:
-                steps = min(train.initial_random_steps, cfg.env_steps)
-                self.recent_returns += collector.collect(steps, 1.0, self.rng, random_policy=True)
-                self._count_steps(steps, collector, bar)
+            if self.counters["epoch"] == 0:
+                self._initial_collection(collector, bar)
             while (self.counters["final_epochs"] < train.final_training_epochs
                    or self.counters["env_steps"] < cfg.env_steps):
                 self._epoch(collector, bar)
@@ -115,6 +113,26 @@ class Trainer:
         finally:
             bar.close()
         return self.final_evaluation()
+
+    def _initial_collection(self, collector: Collector, bar: tqdm) -> None:
+        """Uniformly random steps before the first epoch, by DIAMOND's rule: ``initial_random_steps``, then
+        an epoch's worth more at a time until the replay holds ``initial_minority_rewards`` transitions whose
+        reward sign is not the commonest, or ``initial_random_steps_max`` steps. Sparse-reward games (Freeway,
+        PrivateEye) thus start training with some rewards for the reward model to learn from."""
+        train = self.cfg.training
+        cap = min(train.initial_random_steps_max, self.cfg.env_steps)
+        while self.counters["env_steps"] < cap:
+            if self.counters["env_steps"] < train.initial_random_steps:
+                steps = min(train.initial_random_steps, cap) - self.counters["env_steps"]
+            elif (seen := self.replay.minority_reward_count()) >= train.initial_minority_rewards:
+                return
+            else:
+                if self.counters["env_steps"] == train.initial_random_steps:
+                    self._say(f"{seen} of {train.initial_minority_rewards} minority rewards seen after "
+                              f"{train.initial_random_steps} random steps: collecting more (at most {cap})")
+                steps = min(train.env_steps_per_epoch, cap - self.counters["env_steps"])
+            self.recent_returns += collector.collect(steps, 1.0, self.rng, random_policy=True)
+            self._count_steps(steps, collector, bar)
 
     def _epoch(self, collector: Collector, bar: tqdm) -> None:
         cfg = self.cfg
