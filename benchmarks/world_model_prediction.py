@@ -4,8 +4,9 @@
 
 Collects ``--steps`` random-policy transitions for training and a held-out set with another seed, trains
 the world model of ``--preset``, and every ``--eval-every`` updates records the losses, the latent
-standard deviation (collapse watch) and the 1..H-step normalised prediction errors of the model and of
-copy-the-last-latent on the held-out set. Writes JSON and a PNG to ``--out``.
+standard deviation (collapse watch), the 1..H-step normalised prediction errors of the model and of
+copy-the-last-latent on the held-out set, and the reward/end model's recall of each reward sign and of
+the end flag on every held-out transition. Writes JSON and a PNG to ``--out``.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from jedi_core.analysis.diagnostics import prediction_errors
+from jedi_core.analysis.diagnostics import prediction_errors, reward_end_recall
 from jedi_core.config import make_config
 from jedi_core.envs import env_num_actions
 from jedi_core.replay import sample_training_batch
@@ -45,6 +46,7 @@ def main() -> None:
     parser.add_argument("--rollouts", type=int, default=128, help="held-out windows per evaluation")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="benchmarks/results")
+    parser.add_argument("--tag", default="", help="added to the output names, to keep variants apart")
     parser.add_argument("overrides", nargs="*", help="config overrides, e.g. world_model.lr=1e-3")
     args = parser.parse_args()
 
@@ -65,20 +67,23 @@ def main() -> None:
         if update % args.eval_every == 0 or update == args.updates:
             errors = prediction_errors(model, held_out, args.horizon, args.rollouts, np.random.default_rng(1),
                                        device)
+            recall = reward_end_recall(model, held_out, wm.segment_steps, device=device)
             record = {"update": update, "seconds": time.perf_counter() - started, **logs,
                       "model_error": errors["model"].tolist(),
                       "copy_last_error": errors["copy_last"].tolist(),
-                      "latent_variance": errors["latent_variance"]}
+                      "latent_variance": errors["latent_variance"], "reward_end_recall": recall}
             history.append(record)
             print(f"update {update}: loss {logs['loss']:.4f} latent_std {logs['latent_std']:.4f} | 1-step "
                   f"{errors['model'][0]:.3f} vs copy {errors['copy_last'][0]:.3f} | {args.horizon}-step "
-                  f"{errors['model'][-1]:.3f} vs copy {errors['copy_last'][-1]:.3f}", flush=True)
+                  f"{errors['model'][-1]:.3f} vs copy {errors['copy_last'][-1]:.3f} | recall reward "
+                  f"{recall['reward']} end {recall['end']}", flush=True)
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    name = f"world_model_prediction_{args.game}_{args.preset}"
+    name = f"world_model_prediction_{args.game}_{args.preset}" + (f"_{args.tag}" if args.tag else "")
     result = {"game": args.game, "preset": args.preset, "overrides": args.overrides,
-              "train_steps": args.steps, "updates": args.updates, "device": str(device),
+              "train_steps": args.steps, "held_out_counts": history[-1]["reward_end_recall"]["counts"],
+              "updates": args.updates, "device": str(device),
               "cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
               "torch": torch.__version__, "parameters": model.parameter_counts(), "history": history}
     atomic_write_text(out / f"{name}.json", json.dumps(result, indent=1))

@@ -297,9 +297,10 @@ def _make_denoiser(cfg: WorldModelConfig, num_actions: int, channels: int,
 
 def _make_reward_end(cfg: WorldModelConfig, num_actions: int, channels: int, size: int) -> RewardEndModel:
     reward_end_cfg = cfg.reward_end
+    normalize = reward_end_cfg.lstm_input == "normalized"
     return RewardEndModel(channels, size, num_actions, reward_end_cfg.cond_channels, reward_end_cfg.depths,
                           reward_end_cfg.channels, [bool(a) for a in reward_end_cfg.attention],
-                          reward_end_cfg.lstm_dim)
+                          reward_end_cfg.lstm_dim, normalize_lstm_input=normalize)
 
 
 def build_world_model(cfg: Config, num_actions: int) -> WorldModel:

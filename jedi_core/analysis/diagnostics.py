@@ -1,4 +1,5 @@
-"""How good is a world model? Open-loop prediction error against the copy-the-last-latent baseline.
+"""How good is a world model? Open-loop prediction error against the copy-the-last-latent baseline, and the
+reward/end model's recall of each class on held-out transitions.
 
 From a real context, the model imagines ``horizon`` steps under the *real* actions; each imagined latent
 is compared with the encoder's latent of the real frame. Errors are divided by the variance of the real
@@ -12,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from jedi_core.replay import ReplayBuffer, frames_to_float
+from jedi_core.replay import Batch, ReplayBuffer, frames_to_float
 from jedi_core.world_model import WorldModel
 
 
@@ -56,3 +57,38 @@ def prediction_errors(world_model: WorldModel, replay: ReplayBuffer, horizon: in
     return {"model": torch.stack(model_errors).cpu().numpy(),
             "copy_last": torch.stack(copy_errors).cpu().numpy(),
             "latent_variance": variance.item()}
+
+
+#: The classes :func:`reward_end_recall` reports: the reward's sign, then the end flag.
+REWARD_CLASSES = ("-1", "0", "+1")
+END_CLASSES = ("no end", "end")
+
+
+@torch.no_grad()
+def reward_end_recall(world_model: WorldModel, replay: ReplayBuffer, window: int, batch_size: int = 64,
+                      device: torch.device | str = "cpu") -> dict[str, dict[str, float | int]]:
+    """The share of each class the reward/end model's argmax gets right, over every transition of ``replay``.
+
+    The episodes are read in consecutive windows of ``window`` transitions, each from a fresh LSTM state (as
+    the model is trained); padding is left out. Returns ``reward`` and ``end`` dicts of recall per class
+    (``nan`` for a class that never occurs) and ``counts`` of each class. A model that always predicts the
+    commonest class scores 1 on it and 0 on the others, so the rare classes' recall is what shows learning.
+    """
+    segments = [episode.segment(start, window, pad_after=True)
+                for episode in replay.episodes for start in range(0, episode.num_steps, window)]
+    hits = torch.zeros(5, dtype=torch.long, device=device)
+    totals = torch.zeros(5, dtype=torch.long, device=device)
+    world_model.eval()
+    for first in range(0, len(segments), batch_size):
+        batch = Batch.stack(segments[first: first + batch_size]).to_torch(device)
+        reward_logits, end_logits, _ = world_model.reward_end(world_model.encode(batch.obs), batch.actions)
+        mask = batch.transition_mask
+        targets = torch.cat([batch.rewards.sign().long() + 1, batch.ends.long() + 3])[mask.repeat(2, 1)]
+        predicted = torch.cat([reward_logits.argmax(-1), end_logits.argmax(-1) + 3])[mask.repeat(2, 1)]
+        totals += torch.bincount(targets, minlength=5)
+        hits += torch.bincount(targets[predicted == targets], minlength=5)
+    hits, totals = hits.cpu().numpy(), totals.cpu().numpy()
+    recall = [float(h / t) if t else float("nan") for h, t in zip(hits, totals, strict=True)]
+    return {"reward": dict(zip(REWARD_CLASSES, recall[:3], strict=True)),
+            "end": dict(zip(END_CLASSES, recall[3:], strict=True)),
+            "counts": dict(zip(REWARD_CLASSES + END_CLASSES, totals.tolist(), strict=True))}

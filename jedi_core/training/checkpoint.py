@@ -22,7 +22,9 @@ from jedi_core.replay import ReplayBuffer
 from jedi_core.runtime import atomic_write_bytes, resolve_device
 from jedi_core.training.run_dir import CHECKPOINT_FILE, CONFIG_FILE, FINAL_SCORES_FILE, REPLAY_DIR
 
-CHECKPOINT_VERSION = 1
+#: 2: ``world_model.reward_end.lstm_input`` (version 1 files were all "normalized"; a missing key now reads
+#: as DIAMOND's "raw").
+CHECKPOINT_VERSION = 2
 #: Settings a resumed run may change: where and how fast it runs, never what it computes.
 RESUMABLE_CHANGES = {"device", "performance.precision", "performance.compile"}
 #: The ``kind`` of an exported agent file (weights only), as opposed to a resumable checkpoint.

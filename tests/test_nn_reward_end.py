@@ -1,0 +1,69 @@
+"""jedi_core.nn.reward_end: the reward/end model's LSTM input, DIAMOND's (raw) and the normalised one, against
+the model written out from the formula."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from jedi_core.config import make_config
+from jedi_core.nn.reward_end import RewardEndModel
+
+
+def _lstm_by_hand(lstm: torch.nn.LSTM, inputs: torch.Tensor) -> torch.Tensor:
+    """The LSTM recurrence from its gate equations (i, f, g, o), one step at a time, zero initial state."""
+    batch, steps, _ = inputs.shape
+    hidden = inputs.new_zeros(batch, lstm.hidden_size)
+    cell = inputs.new_zeros(batch, lstm.hidden_size)
+    outputs = []
+    for t in range(steps):
+        gates = (inputs[:, t] @ lstm.weight_ih_l0.T + lstm.bias_ih_l0 + hidden @ lstm.weight_hh_l0.T
+                 + lstm.bias_hh_l0)
+        i, f, g, o = gates.chunk(4, dim=-1)
+        cell = f.sigmoid() * cell + i.sigmoid() * g.tanh()
+        hidden = o.sigmoid() * cell.tanh()
+        outputs.append(hidden)
+    return torch.stack(outputs, dim=1)
+
+
+@pytest.mark.parametrize("normalize", [False, True])
+def test_logits_follow_the_formula(normalize):
+    torch.manual_seed(0)
+    model = RewardEndModel(frame_channels=3, frame_size=16, num_actions=4, cond_channels=8, depths=(1, 1),
+                           channels=(8, 8), attention=(False, False), lstm_dim=12,
+                           normalize_lstm_input=normalize).eval()
+    for parameter in model.parameters():  # zero-initialised output layers would hide the path
+        torch.nn.init.normal_(parameter, std=0.2)
+    frames, actions = torch.randn(2, 4, 3, 16, 16), torch.randint(0, 4, (2, 3))
+    reward_logits, end_logits, _ = model(frames, actions)
+
+    pairs = torch.cat([frames[:, :-1], frames[:, 1:]], dim=2).flatten(0, 1)  # (x_t, x_t+1) on channels
+    features = model.encoder(model.conv_in(pairs), model.action_embedding(actions.flatten()))
+    if normalize:  # GroupNorm(32 groups at most) with its affine weights, then 1/sqrt(fan-in)
+        norm = model.out_norm
+        features = F.group_norm(features, norm.num_groups, norm.weight, norm.bias, norm.eps)
+        features = features / features[0].numel() ** 0.5
+    hidden = _lstm_by_hand(model.lstm, features.reshape(2, 3, -1))
+    logits = model.head(hidden)
+    torch.testing.assert_close(reward_logits, logits[..., :3], atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(end_logits, logits[..., 3:], atol=1e-5, rtol=1e-4)
+
+
+def test_raw_input_is_diamonds_plain_lstm_and_the_normalised_one_starts_as_the_same_function():
+    raw = RewardEndModel(3, 16, 4, 8, (1,), (8,), (False,), 12, normalize_lstm_input=False)
+    normalised = RewardEndModel(3, 16, 4, 8, (1,), (8,), (False,), 12, normalize_lstm_input=True)
+    assert isinstance(raw.out_norm, torch.nn.Identity) and raw.input_scale == 1.0
+    fan_in = 8 * 16 * 16
+    assert normalised.input_scale == pytest.approx(fan_in**-0.5)
+    # Xavier-uniform input weights (DIAMOND's init) on the features the LSTM sees: bound sqrt(6 / (in + out)).
+    xavier_bound = (6 / (fan_in + 4 * 12)) ** 0.5
+    assert raw.lstm.weight_ih_l0.abs().max() <= xavier_bound
+    effective = normalised.lstm.weight_ih_l0 * normalised.input_scale
+    assert effective.abs().max() <= xavier_bound * (1 + 1e-6)
+    assert effective.abs().max() > 0.9 * xavier_bound
+
+
+def test_paper_presets_feed_the_lstm_raw_and_the_cpu_presets_normalised():
+    for preset in ("atari100k", "diamond", "colab"):
+        assert make_config(preset).world_model.reward_end.lstm_input == "raw"
+    for preset in ("smoke", "smoke_diamond", "toy"):
+        assert make_config(preset).world_model.reward_end.lstm_input == "normalized"
