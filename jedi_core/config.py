@@ -194,6 +194,7 @@ class ActorCriticConfig:
     channels: tuple[int, ...] = option((32, 64),
                                        help="conv stem channels per stage (JEDI: on 16x8x8 latents)")
     downsample: tuple[int, ...] = option((0, 1), help="1: 2x max-pool after that stage")
+    stem_silu: bool = option(False, help="a SiLU between the conv stem and the LSTM (not in DIAMOND)")
     lstm_dim: int = option(512, low=1)
     horizon: int = option(15, low=1, help="imagined steps per rollout")
     gamma: float = option(0.985, low=0.0, high=1.0)
@@ -324,7 +325,8 @@ def smoke() -> Config:
         segment_steps=7, probe_channels=(16, 16, 8), batch_size=8,
         # Per sequence: in short CPU runs it learns better than per batch (docs/fidelity.md, item 8).
         switch_per="sequence")
-    actor_critic = ActorCriticConfig(channels=(8, 16), lstm_dim=32, horizon=5, batch_size=8)
+    # The CPU presets keep the stem the shipped toy agent was trained with (docs/fidelity.md, item 11).
+    actor_critic = ActorCriticConfig(channels=(8, 16), stem_silu=True, lstm_dim=32, horizon=5, batch_size=8)
     # A fixed 100 random steps: the 300-step schedule has no room for the minority-reward rule.
     training = TrainingConfig(initial_random_steps=100, initial_minority_rewards=0, env_steps_per_epoch=50,
                               world_model_updates=5, actor_critic_updates=5,

@@ -59,9 +59,11 @@ def test_zero_initialised_heads_give_a_uniform_policy_and_zero_value():
 
 
 def test_epsilon_and_temperature_shape_the_action_distribution():
-    torch.manual_seed(0)  # the weights and the input: an unseeded draw can tie the two best actions
+    torch.manual_seed(0)
     model = ActorCritic(3, 64, num_actions=4, channels=(4, 4, 8, 8), downsample=(1, 1, 1, 1), lstm_dim=8)
-    torch.nn.init.normal_(model.actor.weight, std=5.0)  # a peaked policy
+    torch.nn.init.normal_(model.actor.weight, std=0.1)
+    with torch.no_grad():
+        model.actor.bias.copy_(torch.tensor([0.0, 0.5, 0.0, 1.0]))  # a clear best action, others close
     inputs = torch.randn(1, 3, 64, 64).expand(4000, -1, -1, -1)
     generator = torch.Generator().manual_seed(0)
     greedy_ish, _ = model.act(inputs, model.initial_state(4000), temperature=0.05, generator=generator)
@@ -93,3 +95,27 @@ def test_masked_reinforce_loss_equals_the_loss_on_the_boolean_indexed_steps():
                  + F.mse_loss(values[alive], returns[alive]) - 0.01 * distribution.entropy().mean())
     assert torch.allclose(loss, reference, atol=1e-6)
     assert torch.allclose(logs["return_mean"], returns[alive].mean())
+
+
+@pytest.mark.parametrize("stem_silu", [False, True])
+def test_the_lstm_reads_the_stems_residual_stream_flattened_as_in_diamond(stem_silu):
+    torch.manual_seed(0)
+    model = ActorCritic(4, 8, num_actions=3, channels=(8, 16), downsample=(0, 1), lstm_dim=6,
+                        stem_silu=stem_silu)
+    inputs = torch.randn(2, 4, 8, 8)
+    stem = model.stem[:-1] if not stem_silu else model.stem[:-2]  # the conv stem without what follows it
+    residual = stem(inputs).flatten(1)
+    expected = F.silu(residual) if stem_silu else residual  # DIAMOND: flatten(encoder(x)), nothing between
+    torch.testing.assert_close(model.stem(inputs), expected)
+    assert (model.stem(inputs) < -0.3).any() != stem_silu  # SiLU never goes below -0.28
+    state = model.initial_state(2)
+    hidden, _ = model.lstm(expected, state)
+    logits, _, (new_hidden, _) = model(inputs, state)
+    torch.testing.assert_close(new_hidden, hidden)
+
+
+def test_paper_presets_have_diamonds_stem_and_the_cpu_presets_keep_their_silu():
+    from jedi_core.config import make_config
+
+    assert not any(make_config(preset).actor_critic.stem_silu for preset in ("atari100k", "diamond", "colab"))
+    assert all(make_config(preset).actor_critic.stem_silu for preset in ("smoke", "smoke_diamond", "toy"))
