@@ -63,6 +63,9 @@ class ReplayConfig:
 
     sample_weights: tuple[float, ...] = option(
         (0.1, 0.1, 0.1, 0.7), help="sampling weight of each recency group of episodes, oldest first")
+    split_at_life_loss: bool = option(
+        True, help="while training, end a replay episode at each lost life and reset the actor's memory "
+                   "there (DIAMOND); the game plays on. Evaluation always plays whole games")
 
     def validate(self) -> None:
         weights = self.sample_weights

@@ -70,6 +70,14 @@ class Episode:
             self.truncated, self.finished = bool(truncated and not terminated), True
             self._trim()
 
+    def finish_at_life_loss(self) -> None:
+        """End the episode at the life its last step lost (DIAMOND's training episodes are single lives)."""
+        if not (self.num_steps and self.life_loss[-1]):
+            raise ValueError("finish_at_life_loss: the episode's last step did not lose a life")
+        if not self.finished:
+            self.finished = True
+            self._trim()
+
     def finish_truncated(self) -> None:
         """End a growing episode where it stands (e.g. its emulator is gone after a restart)."""
         if not self.finished:

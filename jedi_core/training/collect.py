@@ -1,8 +1,10 @@
 """Every loop over the real environment: the initial random collection, collection with the agent, evaluation.
 
 Each recorded step goes through :func:`step_and_record`, so the replay always holds the same fields (the
-life-loss flag included) whoever played the step. Evaluation plays whole games with the sampled policy at
-epsilon 0 (``agent.play_episode``); lost lives never end an evaluation episode.
+life-loss flag included) whoever played the step. While training (``replay.split_at_life_loss``, as in
+DIAMOND) a lost life ends the replay episode and the actor's memory, and the game plays on: the next
+episode starts from the same frame. Evaluation plays whole games with the sampled policy at epsilon 0
+(``agent.play_episode``); lost lives never end an evaluation episode.
 """
 
 from __future__ import annotations
@@ -29,9 +31,10 @@ def step_and_record(env: gym.Env, episode: Episode, action: int) -> tuple[np.nda
     return obs, float(reward), terminated or truncated
 
 
-def collect_random_steps(env_cfg: EnvConfig, num_steps: int, seed: int, replay: ReplayBuffer | None = None
-                         ) -> ReplayBuffer:
-    """Play ``num_steps`` uniformly random actions and record every transition (life-loss flags included)."""
+def collect_random_steps(env_cfg: EnvConfig, num_steps: int, seed: int, replay: ReplayBuffer | None = None,
+                         split_at_life_loss: bool = False) -> ReplayBuffer:
+    """Play ``num_steps`` uniformly random actions and record every transition (life-loss flags included);
+    ``split_at_life_loss`` ends a replay episode at each lost life, as training collection does."""
     replay = ReplayBuffer() if replay is None else replay
     env = make_env(env_cfg)
     rng = np.random.default_rng(seed)
@@ -39,9 +42,12 @@ def collect_random_steps(env_cfg: EnvConfig, num_steps: int, seed: int, replay: 
     episode = replay.new_episode(obs)
     for _ in range(num_steps):
         action = int(rng.integers(env.action_space.n))
-        _, _, done = step_and_record(env, episode, action)
+        obs, _, done = step_and_record(env, episode, action)
         if done:
             obs, _ = env.reset()
+            episode = replay.new_episode(obs)
+        elif split_at_life_loss and episode.life_loss[-1]:
+            episode.finish_at_life_loss()
             episode = replay.new_episode(obs)
     env.close()
     return replay
@@ -55,6 +61,7 @@ class Collector:
         self.replay = replay
         self.agent = agent
         self.seed = seed
+        self.split_at_life_loss = cfg.replay.split_at_life_loss
         self.resets = resets  # how many episodes this run has started: the next reset's seed follows from it
         self.episode: Episode | None = None
         self.obs: np.ndarray | None = None
@@ -84,7 +91,16 @@ class Collector:
             self.episode_return += reward
             if done:
                 finished.append(self.episode_return)
+            elif self.split_at_life_loss and self.episode.life_loss[-1]:
+                self._next_life()
         return finished
+
+    def _next_life(self) -> None:
+        """A life was lost and the game goes on: a new replay episode from this frame, the actor's memory
+        zeroed. The game's return keeps adding up across lives."""
+        self.episode.finish_at_life_loss()
+        self.episode = self.replay.new_episode(self.obs)
+        self.state = self.agent.initial_state(1)
 
 
 def evaluate(agent: Agent, cfg: Config, episodes: int, seed: int,
