@@ -174,6 +174,11 @@ class WorldModelConfig:
                                  help="no gradient through the target latent (off only to show collapse)")
     decoder_probe: bool = option(False, help="train a pixel decoder on detached latents, for pictures only")
     probe_channels: tuple[int, ...] = option((64, 32, 32), help="decoder probe channels, one per 2x upsample")
+    updates: str = option("separate", choices=("separate", "joint"),
+                          help="separate: diffusion updates (encoder + denoiser, windows of context_length + "
+                               "num_targets frames), then as many reward/end updates (encoder + reward/end, "
+                               "segment_steps windows), each with its own AdamW (the paper's Algorithm 1); "
+                               "joint: one AdamW step on the summed loss of segment_steps windows")
     batch_size: int = option(32, low=1)
     lr: float = option(1e-4, low=0.0)
     weight_decay: float = option(1e-2, low=0.0)
@@ -364,7 +369,7 @@ def toy() -> Config:
     """
     cfg = smoke()
     world_model = dataclasses.replace(
-        cfg.world_model, lr=1e-3, warmup_steps=10, segment_steps=5, batch_size=16,
+        cfg.world_model, lr=1e-3, warmup_steps=10, segment_steps=5, batch_size=16, updates="joint",
         denoiser=dataclasses.replace(cfg.world_model.denoiser, channels=(32,), depths=(1,), cond_channels=32))
     actor_critic = dataclasses.replace(cfg.actor_critic, horizon=7, batch_size=16, lr=2e-3, warmup_steps=10,
                                        entropy_weight=1e-2)

@@ -1,6 +1,6 @@
 """World models behind one interface: JEDI's latent diffusion model and DIAMOND's pixel one.
 
-Training (``forward(batch) -> (loss, logs)``), on one replay segment of T transitions:
+Training (``forward(batch, part) -> (loss, logs)``), on one replay segment of T transitions:
 
 1. **Encode** every frame. JEDI: a conv encoder to 16x8x8 latents, gradients on. Pixel baseline: identity.
 2. **Reward/termination loss** on all T transitions, from those latents, so the encoder learns from it.
@@ -15,8 +15,10 @@ Training (``forward(batch) -> (loss, logs)``), on one replay segment of T transi
      prediction of the previous target instead of the encoder's latent,
      as it will have to in imagination; the prediction keeps its gradient unless ``switch_grad`` is off.
 
-Both losses are summed and stepped by one optimiser (encoder learning rate 0.3x), through
-:func:`jedi_core.optim.optimizer_step`.
+``world_model.updates`` says how they are stepped, always through :func:`jedi_core.optim.optimizer_step`
+with the encoder at 0.3x the learning rate: ``"separate"`` (the paper's Algorithm 1) runs diffusion
+updates, then reward/end updates, each part with its own optimiser and batches (``forward(batch, part)``);
+``"joint"`` sums both losses in one optimiser step.
 
 Imagination: :meth:`WorldModel.burn_in` encodes a real context and warms up the reward model's LSTM;
 :meth:`WorldModel.imagine_step` samples the next latent (3 Euler steps), then a reward and an end flag.
@@ -40,6 +42,12 @@ from jedi_core.nn.reward_end import RewardEndModel
 from jedi_core.optim import linear_warmup, make_adamw, optimizer_step
 from jedi_core.replay import TorchBatch
 from jedi_core.runtime import Logs, autocast
+
+#: What one world-model update trains: everything (a joint update), or one part of Algorithm 1's loops.
+UPDATE_PARTS = ("all", "diffusion", "reward_end")
+#: The parts each ``world_model.updates`` setting steps, in order, every epoch.
+UPDATE_SCHEDULES = {"joint": ("all",), "separate": ("diffusion", "reward_end")}
+
 
 
 def quantize_frames(frames: Tensor) -> Tensor:
@@ -79,7 +87,7 @@ class ImaginationState:
 
 
 class WorldModel(nn.Module):
-    """Encoder + diffusion dynamics + reward/termination model, trained jointly (see the module docstring).
+    """Encoder + diffusion dynamics + reward/termination model, trained end to end (see the module docstring).
 
     ``precision`` (``performance.precision``) is fixed when the model is built: ``"bf16"`` runs the forward
     passes of one update (:meth:`training_step`) or of one imagined rollout (``imagination.imagine``)
@@ -104,33 +112,41 @@ class WorldModel(nn.Module):
         """Float frames (..., 3, H, W) in [-1, 1] -> latents (..., C, h, w) (pixel model: the frames)."""
         return self.encoder(frames)
 
-    def forward(self, batch: TorchBatch) -> tuple[Tensor, dict[str, Tensor]]:
-        """The summed loss and its parts as detached 0-dim tensors (read them with ``runtime.to_floats``).
+    def forward(self, batch: TorchBatch, part: str = "all") -> tuple[Tensor, dict[str, Tensor]]:
+        """The loss of ``part`` and its terms, as detached 0-dim tensors (``runtime.to_floats`` reads them).
 
-        Nothing here waits for the device: masked means replace boolean indexing, so the update can run
-        ahead of the host (see ``jedi_core.runtime``).
+        ``part``: ``"all"`` (the summed loss of a joint update), ``"diffusion"`` (the diffusion loss and the
+        decoder probe's) or ``"reward_end"``; the encoder learns from each. Nothing here waits for the
+        device: masked means replace boolean indexing, so the update can run ahead of the host (see
+        ``jedi_core.runtime``).
         """
+        if part not in UPDATE_PARTS:
+            raise ValueError(f"part {part!r} is not one of {', '.join(UPDATE_PARTS)}")
         frames_needed = self.context_length + self.cfg.num_targets
-        if batch.obs.shape[1] < frames_needed:
+        if part != "reward_end" and batch.obs.shape[1] < frames_needed:
             raise ValueError(f"segments of {batch.obs.shape[1]} frames are too short: the world model needs "
                              f"context_length + num_targets = {frames_needed}")
         latents = self.encode(batch.obs)  # (B, T+1, C, h, w), with gradient
-        reward_end_loss, logs = self.reward_end.loss(latents, batch.actions, batch.rewards, batch.ends,
-                                                     batch.transition_mask)
-
-        target_losses, switched = self.diffusion_losses(latents, batch.actions, batch.mask_padding)
-        diffusion_loss = torch.stack(target_losses).mean()
-
-        loss = diffusion_loss + reward_end_loss
-        logs.update(diffusion_loss=diffusion_loss.detach(), reward_end_loss=reward_end_loss.detach(),
-                    switched_fraction=switched, latent_std=masked_std(latents.detach(), batch.mask_padding))
-        if self.probe is not None:
-            # Detached latents: the probe learns to draw them and sends nothing back to the encoder.
-            decoded = self.probe(latents.detach())
-            frame_errors = (decoded - batch.obs).pow(2).flatten(2).mean(2)  # (B, T+1)
-            probe_loss = masked_mean(frame_errors, batch.mask_padding)
-            loss = loss + probe_loss
-            logs["probe_loss"] = probe_loss.detach()
+        logs: dict[str, Tensor] = {}
+        loss = latents.new_zeros((), dtype=torch.float32)
+        if part != "diffusion":
+            reward_end_loss, logs = self.reward_end.loss(latents, batch.actions, batch.rewards, batch.ends,
+                                                         batch.transition_mask)
+            loss = loss + reward_end_loss
+            logs["reward_end_loss"] = reward_end_loss.detach()
+        if part != "reward_end":
+            target_losses, switched = self.diffusion_losses(latents, batch.actions, batch.mask_padding)
+            diffusion_loss = torch.stack(target_losses).mean()
+            loss = loss + diffusion_loss
+            logs.update(diffusion_loss=diffusion_loss.detach(), switched_fraction=switched,
+                        latent_std=masked_std(latents.detach(), batch.mask_padding))
+            if self.probe is not None:
+                # Detached latents: the probe learns to draw them and sends nothing back to the encoder.
+                decoded = self.probe(latents.detach())
+                frame_errors = (decoded - batch.obs).pow(2).flatten(2).mean(2)  # (B, T+1)
+                probe_loss = masked_mean(frame_errors, batch.mask_padding)
+                loss = loss + probe_loss
+                logs["probe_loss"] = probe_loss.detach()
         logs["loss"] = loss.detach()
         return loss, logs
 
@@ -174,32 +190,48 @@ class WorldModel(nn.Module):
         switch = (torch.rand(draws, device=prediction.device) < self.cfg.switch_prob).expand(batch)
         return torch.where(switch.view(-1, 1, 1, 1), prediction, encoded), switch
 
-    def make_optimizer(self) -> tuple[torch.optim.AdamW, torch.optim.lr_scheduler.LambdaLR]:
-        """One AdamW with a parameter group per component (encoder at ``lr_scale`` x lr), and its warm-up."""
+    def _components(self, part: str) -> dict[str, nn.Module]:
+        """The modules an update of ``part`` trains."""
+        parts = {"encoder": self.encoder, "denoiser": self.denoiser, "reward_end": self.reward_end,
+                 "probe": self.probe}
+        if part == "diffusion":
+            del parts["reward_end"]
+        elif part == "reward_end":
+            del parts["denoiser"], parts["probe"]
+        return {name: module for name, module in parts.items() if module is not None}
+
+    def make_optimizer(self, part: str = "all"
+                       ) -> tuple[torch.optim.AdamW, torch.optim.lr_scheduler.LambdaLR]:
+        """One AdamW over the modules an update of ``part`` trains, a parameter group per module (the
+        encoder at ``lr_scale`` x lr), and its warm-up."""
         cfg = self.cfg
-        components = {"encoder": (self.encoder, cfg.lr * cfg.encoder.lr_scale),
-                      "denoiser": (self.denoiser, cfg.lr),
-                      "reward_end": (self.reward_end, cfg.lr)}
-        if self.probe is not None:
-            components["probe"] = (self.probe, cfg.lr)
+        components = {name: (module, cfg.lr * (cfg.encoder.lr_scale if name == "encoder" else 1.0))
+                      for name, module in self._components(part).items()}
         optimizer = make_adamw(components, cfg.weight_decay, cfg.adam_eps)
         return optimizer, linear_warmup(optimizer, cfg.warmup_steps)
 
-    def clip_groups(self) -> dict[str, tuple[list[nn.Parameter], float]]:
-        """Clip groups: the denoiser to ``grad_clip_denoiser``, the rest to ``grad_clip_other``."""
-        rest = (self.encoder, self.reward_end, self.probe)
-        others = [p for module in rest if module is not None for p in module.parameters()]
-        return {"grad_norm_denoiser": (list(self.denoiser.parameters()), self.cfg.grad_clip_denoiser),
-                "grad_norm_other": (others, self.cfg.grad_clip_other)}
+    def clip_groups(self, part: str = "all") -> dict[str, tuple[list[nn.Parameter], float]]:
+        """Clip groups of an update of ``part``: the denoiser to ``grad_clip_denoiser``, the rest to
+        ``grad_clip_other`` (logged as ``grad_norm_reward_end`` in a reward/end update, to keep it apart)."""
+        components = self._components(part)
+        groups = {}
+        if "denoiser" in components:
+            groups["grad_norm_denoiser"] = (list(components.pop("denoiser").parameters()),
+                                            self.cfg.grad_clip_denoiser)
+        others = [p for module in components.values() for p in module.parameters()]
+        name = "grad_norm_reward_end" if part == "reward_end" else "grad_norm_other"
+        groups[name] = (others, self.cfg.grad_clip_other)
+        return groups
 
     def autocast(self) -> torch.autocast:
         """The precision context of one update or one rollout (``runtime.autocast`` at ``self.precision``)."""
         return autocast(next(self.parameters()).device, self.precision)
 
     def training_step(self, batch: TorchBatch, optimizer: torch.optim.Optimizer,
-                      scheduler: torch.optim.lr_scheduler.LRScheduler | None = None, check_finite: bool = True
-                      ) -> Logs:
-        """One update: the loss under this model's precision, then :func:`~jedi_core.optim.optimizer_step`.
+                      scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+                      check_finite: bool = True, part: str = "all") -> Logs:
+        """One update of ``part`` (see :meth:`forward`; ``optimizer`` from ``make_optimizer(part)``): the
+        loss under this model's precision, then :func:`~jedi_core.optim.optimizer_step`.
 
         Returns the logs as 0-dim device tensors (``runtime.to_floats`` reads them). ``check_finite`` (the
         default, for notebooks) raises on a non-finite loss before any weight changes; the trainer turns it
@@ -207,8 +239,8 @@ class WorldModel(nn.Module):
         """
         self.train()
         with self.autocast():
-            loss, logs = self(batch)
-        return optimizer_step(loss, logs, optimizer, scheduler, self.clip_groups(), check_finite)
+            loss, logs = self(batch, part)
+        return optimizer_step(loss, logs, optimizer, scheduler, self.clip_groups(part), check_finite)
 
     # -- imagination ----------------------------------------------------------------------------
 

@@ -19,7 +19,7 @@ from jedi_core.replay import ReplayBuffer
 from jedi_core.training import loop
 from jedi_core.training.loop import LOG_CHUNK, Trainer
 from jedi_core.training.run_dir import CHECKPOINT_FILE, FINAL_SCORES_FILE, METRICS_FILE, REPLAY_DIR
-from jedi_core.world_model import WorldModel
+from jedi_core.world_model import UPDATE_SCHEDULES, WorldModel
 
 
 def _metrics(run_dir):
@@ -43,6 +43,10 @@ def test_smoke_presets_train_checkpoint_and_evaluate_on_a_real_atari_game(preset
     metrics = _metrics(tmp_path)
     assert metrics[-1]["env_steps"] == 200
     assert metrics[-1]["final_epochs"] == cfg.training.final_training_epochs
+    # Algorithm 1's separate loops: as many reward/end updates as diffusion updates, each with its optimiser.
+    assert metrics[-1]["reward_end_updates"] == metrics[-1]["world_model_updates"] > 0
+    assert set(torch.load(tmp_path / CHECKPOINT_FILE, weights_only=False)["wm_optimizers"]) == {"diffusion",
+                                                                                              "reward_end"}
     assert {"diffusion_loss", "reward_end_loss", "policy_loss", "entropy"} <= set(metrics[-1])
     assert ReplayBuffer.load(tmp_path / REPLAY_DIR).num_steps == 200
 
@@ -126,10 +130,10 @@ def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_
     good_updates = train.first_epoch_world_model_updates + train.world_model_updates  # epochs 1 and 2
     forward, calls = WorldModel.forward, {"n": 0}
 
-    def diverging(self, batch):  # the first update of epoch 3 diverges; its NaN weights poison the rest
-        calls["n"] += 1
-        loss, logs = forward(self, batch)
-        if calls["n"] == good_updates + 1:
+    def diverging(self, batch, part="all"):  # epoch 3's first diffusion update diverges: NaN weights follow
+        calls["n"] += part != "reward_end"
+        loss, logs = forward(self, batch, part)
+        if calls["n"] == good_updates + 1 and part != "reward_end":
             return loss * float("nan"), {**logs, "loss": logs["loss"] * float("nan")}
         return loss, logs
 
@@ -205,7 +209,9 @@ def _fail_on_call(monkeypatch, call_number, error):
 
 def test_ctrl_c_saves_before_exiting_and_the_run_resumes(tmp_path, monkeypatch, toy_run_overrides):
     cfg = make_config("smoke", toy_run_overrides)
-    _fail_on_call(monkeypatch, cfg.training.first_epoch_world_model_updates + 1, KeyboardInterrupt())
+    updates_per_epoch_1 = cfg.training.first_epoch_world_model_updates * len(UPDATE_SCHEDULES["separate"])
+    assert cfg.world_model.updates == "separate"
+    _fail_on_call(monkeypatch, updates_per_epoch_1 + 1, KeyboardInterrupt())  # the first update of epoch 2
     with pytest.raises(KeyboardInterrupt):
         Trainer(cfg, tmp_path, quiet=True).run()
     interrupted = Trainer(cfg, tmp_path, quiet=True)

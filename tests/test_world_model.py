@@ -5,6 +5,7 @@ never wait for the device."""
 import dataclasses
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -258,8 +259,8 @@ def test_a_non_finite_loss_stops_the_update_before_any_weight_changes(build, mak
     steps = [state["step"].clone() for state in optimizer.state.values()]
     forward = model.forward
 
-    def diverged(batch):
-        loss, logs = forward(batch)
+    def diverged(batch, part):
+        loss, logs = forward(batch, part)
         return loss * float("nan"), logs
 
     monkeypatch.setattr(model, "forward", diverged)
@@ -294,3 +295,60 @@ def test_precision_is_fixed_where_the_model_is_built(build, make_batch):
         steps.append(model.imagine_step(state, action, torch.Generator().manual_seed(0)))
     for from_fp32, from_bf16 in zip(steps[0][:3], steps[1][:3], strict=True):
         assert torch.equal(from_fp32, from_bf16)
+
+
+def _snapshot(module):
+    return [p.detach().clone() for p in module.parameters()]
+
+
+def _changed(module, before):
+    return any(not torch.equal(p, b) for p, b in zip(module.parameters(), before, strict=True))
+
+
+@pytest.mark.parametrize("part, trains, untouched", [
+    ("diffusion", ("encoder", "denoiser"), ("reward_end",)),
+    ("reward_end", ("encoder", "reward_end"), ("denoiser",)),
+    ("all", ("encoder", "denoiser", "reward_end"), ()),
+])
+def test_each_part_of_algorithm_1_trains_its_own_modules(part, trains, untouched, build, make_batch):
+    model = build()
+    optimizer, scheduler = model.make_optimizer(part)
+    in_optimizer = {id(p) for group in optimizer.param_groups for p in group["params"]}
+    for name in trains:
+        assert all(id(p) in in_optimizer for p in getattr(model, name).parameters()), name
+    for name in untouched:
+        assert not any(id(p) in in_optimizer for p in getattr(model, name).parameters()), name
+    before = {name: _snapshot(getattr(model, name)) for name in ("encoder", "denoiser", "reward_end")}
+    for _ in range(3):  # past the warm-up's first, zero-learning-rate step
+        logs = to_floats(model.training_step(make_batch(batch=2, steps=5), optimizer, scheduler, part=part))
+    for name in trains:
+        assert _changed(getattr(model, name), before[name]), name
+    for name in untouched:
+        assert not _changed(getattr(model, name), before[name]), name
+    assert ("diffusion_loss" in logs) == (part != "reward_end")
+    assert ("reward_end_loss" in logs) == (part != "diffusion")
+    if part == "all":  # a joint update's loss is the sum of the two parts' losses
+        assert logs["loss"] == pytest.approx(logs["diffusion_loss"] + logs["reward_end_loss"], rel=1e-5)
+
+
+def test_diffusion_updates_read_windows_of_context_and_targets_ending_inside_the_episode():
+    from jedi_core.replay import ReplayBuffer
+
+    cfg = make_config("atari100k")
+    wm = cfg.world_model
+    assert wm.updates == "separate" and make_config("toy").world_model.updates == "joint"
+    replay = ReplayBuffer()
+    for length in (3, 8, 30):
+        episode = replay.new_episode(np.zeros((64, 64, 3), np.uint8))
+        for t in range(length):
+            episode.append(0, 0.0, np.full((64, 64, 3), t + 1, np.uint8), terminated=t == length - 1)
+    rng = np.random.default_rng(0)
+    diffusion = sample_training_batch(replay, wm, rng, part="diffusion")
+    assert diffusion.obs.shape[1] == wm.denoiser.context_length + wm.num_targets == 6
+    assert diffusion.mask_padding[:, -1].all()  # the last target is always a real frame
+    assert (diffusion.obs[:, -1] > 0).all()  # a frame that followed an action, not padding
+    joint = sample_training_batch(replay, wm, rng, part="reward_end")
+    assert joint.obs.shape[1] == wm.segment_steps + 1 == 20
+    assert not joint.mask_padding[:, -1].all()  # long windows may run past an end (3- and 8-step episodes)
+    with pytest.raises(ValueError, match="part 'both' is not one of all, diffusion, reward_end"):
+        build_world_model(make_config("smoke"), NUM_ACTIONS)(None, "both")

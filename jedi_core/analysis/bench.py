@@ -74,6 +74,7 @@ def measure_preset(preset: str, settings: dict) -> dict:
     from jedi_core.agent import Agent
     from jedi_core.imagination import actor_critic_training_step, imagine
     from jedi_core.replay import sample_contexts, sample_training_batch
+    from jedi_core.world_model import UPDATE_SCHEDULES
 
     overrides = [f"device={settings['device']}", f"world_model.batch_size={settings['world_model_batch']}",
                  f"actor_critic.batch_size={settings['imagination_batches'][0]}",
@@ -86,17 +87,20 @@ def measure_preset(preset: str, settings: dict) -> dict:
     agent.compile_per_step_networks(cfg.performance.compile)  # as the trainer does; warm-up absorbs it
     world_model, actor_critic = agent.world_model, agent.actor_critic
     replay = synthetic_replay(settings["replay_steps"], num_actions)
-    wm_optimizer, wm_scheduler = world_model.make_optimizer()
+    parts = UPDATE_SCHEDULES[cfg.world_model.updates]
+    wm_optimizers = {part: world_model.make_optimizer(part) for part in parts}
     ac_optimizer, ac_scheduler = agent.make_actor_critic_optimizer()
     timing = {key: settings[key] for key in ("warmup", "repeats", "iterations")}
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
 
-    # As in the trainer: the updates never wait for the device (check_finite=False).
+    # As in the trainer: the updates never wait for the device (check_finite=False). With separate updates,
+    # one "world-model update" is a diffusion and a reward/end update: an epoch runs as many of each.
     def world_model_update():
-        batch = sample_training_batch(replay, cfg.world_model, rng,
-                                      cfg.replay.sample_weights).to_torch(device)
-        world_model.training_step(batch, wm_optimizer, wm_scheduler, check_finite=False)
+        for part in parts:
+            batch = sample_training_batch(replay, cfg.world_model, rng, cfg.replay.sample_weights,
+                                          part).to_torch(device)
+            world_model.training_step(batch, *wm_optimizers[part], check_finite=False, part=part)
 
     def batch_assembly():
         sample_training_batch(replay, cfg.world_model, rng, cfg.replay.sample_weights)

@@ -53,14 +53,21 @@ def recency_weights(episode_lengths: Sequence[int], group_weights: Sequence[floa
 
 
 def sample_training_batch(replay: ReplayBuffer, cfg: WorldModelConfig, rng: np.random.Generator,
-                          group_weights: Sequence[float] = RECENCY_GROUP_WEIGHTS) -> Batch:
-    """A world-model batch: ``batch_size`` windows of ``segment_steps`` transitions, padded on both sides.
+                          group_weights: Sequence[float] = RECENCY_GROUP_WEIGHTS, part: str = "all") -> Batch:
+    """A batch of ``batch_size`` windows for a world-model update of ``part`` (``WorldModel.forward``).
 
-    Windows may run past an episode's end (as DIAMOND's reward/end windows do), so a terminal transition can
+    A reward/end or joint update reads windows of ``segment_steps`` transitions, padded on both sides:
+    they may run past an episode's end (as DIAMOND's reward/end windows do), so a terminal transition can
     sit at any position of the window, as it does along an imagined rollout. With windows that end inside
     the episode it could only be the last one, and the reward/end LSTM learns that position instead of
-    looking at the frames. Diffusion targets that land on padding are masked out of the loss.
+    looking at the frames. Diffusion targets that land on such padding are masked out of the loss.
+
+    A diffusion update reads DIAMOND's denoiser windows: just its ``context_length + num_targets`` frames,
+    ending inside the episode (padded only before its start), so every target is a real frame.
     """
+    if part == "diffusion":
+        steps = cfg.denoiser.context_length + cfg.num_targets - 1
+        return replay.sample(cfg.batch_size, steps, rng, group_weights, pad_after=False)
     return replay.sample(cfg.batch_size, cfg.segment_steps, rng, group_weights, pad_after=True)
 
 

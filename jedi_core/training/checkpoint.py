@@ -22,8 +22,9 @@ from jedi_core.replay import ReplayBuffer
 from jedi_core.runtime import atomic_write_bytes, resolve_device
 from jedi_core.training.run_dir import CHECKPOINT_FILE, CONFIG_FILE, FINAL_SCORES_FILE, REPLAY_DIR
 
-#: 2: ``world_model.reward_end.lstm_input`` and ``actor_critic.stem_silu`` (version 1 files were all
-#: "normalized" and True; a missing key now reads as DIAMOND's "raw" and False).
+#: 2: ``world_model.reward_end.lstm_input``, ``actor_critic.stem_silu`` and ``world_model.updates`` (version 1
+#: files were all "normalized", True and joint; a missing key now reads as the paper's "raw", False and
+#: "separate"), and one world-model optimiser per update part (``wm_optimizers``).
 CHECKPOINT_VERSION = 2
 #: Settings a resumed run may change: where and how fast it runs, never what it computes.
 RESUMABLE_CHANGES = {"device", "performance.precision", "performance.compile"}

@@ -12,6 +12,7 @@ stops the run, and the last good checkpoint is kept.
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from collections.abc import Callable
@@ -38,6 +39,7 @@ from jedi_core.training.run_dir import (
     METRICS_FILE,
     REPLAY_DIR,
 )
+from jedi_core.world_model import UPDATE_SCHEDULES
 
 #: Updates whose logs are read (and checked for divergence) in one device-to-host transfer.
 LOG_CHUNK = 200
@@ -68,12 +70,14 @@ class Trainer:
         seed_everything(cfg.seed)
         self.agent = Agent(cfg, env_num_actions(cfg.env)).to(self.device)
         self.agent.compile_per_step_networks(cfg.performance.compile)
-        self.wm_optimizer, self.wm_scheduler = self.agent.world_model.make_optimizer()
+        # One optimiser and schedule per part of the world-model update (one for a joint update).
+        self.wm_parts = UPDATE_SCHEDULES[cfg.world_model.updates]
+        self.wm_optimizers = {part: self.agent.world_model.make_optimizer(part) for part in self.wm_parts}
         self.ac_optimizer, self.ac_scheduler = self.agent.make_actor_critic_optimizer()
         self.replay = ReplayBuffer()
         self.rng = np.random.default_rng(cfg.seed)
-        self.counters = {"epoch": 0, "env_steps": 0, "world_model_updates": 0, "actor_critic_updates": 0,
-                         "final_epochs": 0, "collector_resets": 0}
+        self.counters = {"epoch": 0, "env_steps": 0, "world_model_updates": 0, "reward_end_updates": 0,
+                         "actor_critic_updates": 0, "final_epochs": 0, "collector_resets": 0}
         self.recent_returns: list[float] = []
 
     # -- the loop -------------------------------------------------------------------------------
@@ -148,7 +152,9 @@ class Trainer:
             self.counters["final_epochs"] += 1
         wm_updates = train.first_epoch_world_model_updates if first else train.world_model_updates
         ac_updates = train.first_epoch_actor_critic_updates if first else train.actor_critic_updates
-        logs = self._updates(self.train_world_model, wm_updates)
+        logs = {}
+        for part in self.wm_parts:  # separate updates: diffusion, then reward/end (Algorithm 1)
+            logs.update(self._updates(functools.partial(self.train_world_model, part), wm_updates))
         logs.update(self._updates(self.train_actor_critic, ac_updates))
         if train.eval_every_epochs and self.counters["epoch"] % train.eval_every_epochs == 0:
             returns = evaluate(self.agent, cfg, train.periodic_eval_episodes,
@@ -187,13 +193,17 @@ class Trainer:
         self.counters["collector_resets"] = collector.resets
         bar.update(steps)
 
-    def train_world_model(self) -> Logs:
-        """One world-model update on a recency-weighted batch of replay windows."""
+    def train_world_model(self, part: str = "all") -> Logs:
+        """One world-model update of ``part`` on a recency-weighted batch of replay windows (a diffusion
+        update's just hold its context and targets: ``sample_training_batch``)."""
         batch = sample_training_batch(self.replay, self.cfg.world_model, self.rng,
-                                      self.cfg.replay.sample_weights)
-        logs = self.agent.world_model.training_step(batch.to_torch(self.device), self.wm_optimizer,
-                                                    self.wm_scheduler, check_finite=False)
-        self.counters["world_model_updates"] += 1
+                                      self.cfg.replay.sample_weights, part)
+        optimizer, scheduler = self.wm_optimizers[part]
+        logs = self.agent.world_model.training_step(batch.to_torch(self.device), optimizer, scheduler,
+                                                    check_finite=False, part=part)
+        self.counters["reward_end_updates" if part == "reward_end" else "world_model_updates"] += 1
+        if part == "reward_end":  # the epoch's "loss" stays the diffusion update's, as in a joint run's logs
+            logs.pop("loss")
         return logs
 
     def train_actor_critic(self) -> Logs:
@@ -225,8 +235,8 @@ class Trainer:
         state = {"config": to_dict(self.cfg),
                  "counters": dict(self.counters),
                  "agent": self.agent.state_dict(),
-                 "wm_optimizer": self.wm_optimizer.state_dict(),
-                 "wm_scheduler": self.wm_scheduler.state_dict(),
+                 "wm_optimizers": {part: (optimizer.state_dict(), scheduler.state_dict())
+                                   for part, (optimizer, scheduler) in self.wm_optimizers.items()},
                  "ac_optimizer": self.ac_optimizer.state_dict(),
                  "ac_scheduler": self.ac_scheduler.state_dict(),
                  "numpy_rng": self.rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
@@ -241,7 +251,11 @@ class Trainer:
         state = read_checkpoint(path, self.device)
         check_resumable(path, state["config"], self.cfg)
         self.agent.load_state_dict(state["agent"])
-        for name in ("wm_optimizer", "wm_scheduler", "ac_optimizer", "ac_scheduler"):
+        for part, (optimizer, scheduler) in self.wm_optimizers.items():
+            optimizer_state, scheduler_state = state["wm_optimizers"][part]
+            optimizer.load_state_dict(optimizer_state)
+            scheduler.load_state_dict(scheduler_state)
+        for name in ("ac_optimizer", "ac_scheduler"):
             getattr(self, name).load_state_dict(state[name])
         self.rng.bit_generator.state = state["numpy_rng"]
         torch.set_rng_state(state["torch_rng"].cpu())
