@@ -26,7 +26,7 @@ from jedi_core.envs import env_num_actions
 from jedi_core.replay import sample_training_batch
 from jedi_core.runtime import atomic_write_text, resolve_device, seed_everything, to_floats
 from jedi_core.training.collect import collect_random_steps
-from jedi_core.world_model import build_world_model
+from jedi_core.world_model import UPDATE_SCHEDULES, build_world_model
 
 #: The held-out set is a third the size of the training set, but never under this many transitions.
 MIN_HELD_OUT_STEPS = 1000
@@ -57,13 +57,18 @@ def main() -> None:
     held_out = collect_random_steps(cfg.env, max(args.steps // 3, MIN_HELD_OUT_STEPS),
                                     seed=cfg.seed + HELD_OUT_SEED_OFFSET)
     model = build_world_model(cfg, env_num_actions(cfg.env)).to(device)
-    optimizer, scheduler = model.make_optimizer()
     wm = cfg.world_model
+    # With separate updates (world_model.updates), each update is a diffusion update then a reward/end
+    # update, each with its own optimiser: the trainer runs them in blocks of an epoch's updates instead.
+    parts = UPDATE_SCHEDULES[wm.updates]
+    optimizers = {part: model.make_optimizer(part) for part in parts}
     history = []
     started = time.perf_counter()
     for update in range(1, args.updates + 1):
-        batch = sample_training_batch(train, wm, rng, cfg.replay.sample_weights).to_torch(device)
-        logs = to_floats(model.training_step(batch, optimizer, scheduler))
+        logs = {}
+        for part in parts:
+            batch = sample_training_batch(train, wm, rng, cfg.replay.sample_weights, part).to_torch(device)
+            logs.update(to_floats(model.training_step(batch, *optimizers[part], part=part)))
         if update % args.eval_every == 0 or update == args.updates:
             errors = prediction_errors(model, held_out, args.horizon, args.rollouts, np.random.default_rng(1),
                                        device)
@@ -73,7 +78,8 @@ def main() -> None:
                       "copy_last_error": errors["copy_last"].tolist(),
                       "latent_variance": errors["latent_variance"], "reward_end_recall": recall}
             history.append(record)
-            print(f"update {update}: loss {logs['loss']:.4f} latent_std {logs['latent_std']:.4f} | 1-step "
+            print(f"update {update}: diffusion loss {logs['diffusion_loss']:.4f} "
+                  f"latent_std {logs['latent_std']:.4f} | 1-step "
                   f"{errors['model'][0]:.3f} vs copy {errors['copy_last'][0]:.3f} | {args.horizon}-step "
                   f"{errors['model'][-1]:.3f} vs copy {errors['copy_last'][-1]:.3f} | recall reward "
                   f"{recall['reward']} end {recall['end']}", flush=True)
@@ -83,7 +89,7 @@ def main() -> None:
     name = f"world_model_prediction_{args.game}_{args.preset}" + (f"_{args.tag}" if args.tag else "")
     result = {"game": args.game, "preset": args.preset, "overrides": args.overrides,
               "train_steps": args.steps, "held_out_counts": history[-1]["reward_end_recall"]["counts"],
-              "updates": args.updates, "device": str(device),
+              "updates": args.updates, "world_model_updates": wm.updates, "device": str(device),
               "cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
               "torch": torch.__version__, "parameters": model.parameter_counts(), "history": history}
     atomic_write_text(out / f"{name}.json", json.dumps(result, indent=1))

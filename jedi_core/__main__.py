@@ -151,8 +151,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("\n".join(describe(cfg)))
             if args.params:
                 _print_parameter_counts(cfg)
-    except KeyboardInterrupt:
-        return 130
+    except KeyboardInterrupt as stop:  # Ctrl-C, or a stop signal (runtime.StopRequested): 128 + its number
+        return getattr(stop, "exit_code", 130)
     except FloatingPointError as error:
         print(f"error: training stopped on a non-finite loss ({error}); the last good checkpoint is kept",
               file=sys.stderr)

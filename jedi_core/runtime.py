@@ -4,6 +4,8 @@ Everything here is plumbing that every layer may use and none of it knows the mo
 
 * :func:`resolve_device` and :func:`seed_everything`;
 * :func:`atomic_write_bytes`: a reader, or a crash, sees the old file or the whole new one, never a part;
+* :func:`stop_signals_as_interrupts`: SIGTERM and SIGUSR2 (what ``timeout``, ``docker stop``, SLURM and
+  Kubernetes send before they kill) take Ctrl-C's path, so a stopped run saves before it exits;
 * device-side logs. Every ``.item()`` (and every ``if tensor:``) makes the host wait for the GPU to finish
   all the work queued so far. A world-model update that logged ten numbers that way would stall the GPU
   ten times, and the host could never queue the next batch while the GPU works on this one. So losses
@@ -17,10 +19,13 @@ Everything here is plumbing that every layer may use and none of it knows the mo
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import random
-from collections.abc import Iterable, Mapping
+import signal
+import threading
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -147,3 +152,49 @@ def compile_modules(modules: Mapping[str, nn.Module], mode: str, backend: str = 
     for module in modules.values():
         module.compile(mode=None if mode == "default" or backend != "inductor" else mode, backend=backend)
     return list(modules)
+
+
+# ----------------------------------------------------------------------------------------------
+# Stop signals
+
+#: The signals that ask a run to stop: SIGTERM (``timeout``, ``docker stop``, schedulers, VM shutdown) and
+#: SIGUSR2 (what SLURM is usually told to send ahead of its time limit). Ctrl-C (SIGINT) already stops so.
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGUSR2") if hasattr(signal, name))
+
+
+class StopRequested(KeyboardInterrupt):
+    """A stop signal, raised where the program stands, as Ctrl-C raises ``KeyboardInterrupt``.
+
+    A subclass of it, so that everything that saves on Ctrl-C saves on a stop signal too. ``exit_code`` is
+    the shell's 128 + signal number (143 for SIGTERM), which tells a scheduler that the process was stopped.
+    """
+
+    def __init__(self, signum: int):
+        self.signum = signum
+        self.exit_code = 128 + signum
+        super().__init__(signal.Signals(signum).name)
+
+
+@contextlib.contextmanager
+def stop_signals_as_interrupts() -> Iterator[None]:
+    """Within the block, a stop signal raises :class:`StopRequested`; the previous handlers come back after.
+
+    Once one has arrived, later ones are ignored, so a second SIGTERM cannot cut the save short (a
+    scheduler's final SIGKILL still can; the checkpoint is written atomically). Outside the main thread,
+    where Python cannot install handlers, the block runs unchanged.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def raise_stop(signum: int, frame: object) -> None:
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, signal.SIG_IGN)
+        raise StopRequested(signum)
+
+    previous = {sig: signal.signal(sig, raise_stop) for sig in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -220,3 +220,35 @@ def test_ctrl_c_saves_before_exiting_and_the_run_resumes(tmp_path, monkeypatch, 
     monkeypatch.undo()
     scores = Trainer(cfg, tmp_path, quiet=True).run()
     assert scores["env_steps"] == 200
+
+
+@pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGUSR2"])
+def test_a_stop_signal_saves_as_ctrl_c_does_and_exits_with_128_plus_its_number(signal_name, tmp_path,
+                                                                               monkeypatch, capsys,
+                                                                               toy_run_overrides):
+    from jedi_core.__main__ import main
+
+    command = ["train", "--preset", "smoke", "--quiet", "--run-dir", str(tmp_path), *toy_run_overrides]
+    signum = getattr(signal, signal_name)
+    cfg = make_config("smoke", toy_run_overrides)
+    first_of_epoch_2 = cfg.training.first_epoch_world_model_updates * len(UPDATE_SCHEDULES["separate"]) + 1
+    original, calls = WorldModel.training_step, {"n": 0}
+
+    def signalled(self, *args, **kwargs):  # a scheduler's SIGTERM arrives in the middle of epoch 2
+        calls["n"] += 1
+        if calls["n"] == first_of_epoch_2:
+            os.kill(os.getpid(), signum)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(WorldModel, "training_step", signalled)
+    handler_before = signal.getsignal(signum)
+    status = main(command)
+    assert status == 128 + signum  # 143 for SIGTERM: the shell's code for a process stopped by it
+    assert f"stopped by {signal_name}: saved" in capsys.readouterr().err
+    assert signal.getsignal(signum) == handler_before  # the run's handler is gone once it stops
+    stopped = Trainer(cfg, tmp_path, quiet=True)
+    stopped.load_checkpoint()
+    assert stopped.counters["epoch"] == 2 and stopped.counters["env_steps"] > 0
+    monkeypatch.undo()
+    assert main(command) == 0  # the same command resumes and finishes
+    assert json.loads((tmp_path / FINAL_SCORES_FILE).read_text())["env_steps"] == 200

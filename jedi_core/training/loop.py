@@ -6,14 +6,15 @@ the world model, ``actor_critic_updates`` updates of the actor-critic in imagina
 training-only epochs, then the final evaluation. The run folder and its files are described in
 :mod:`jedi_core.training.run_dir`.
 
-Running the same command again resumes from the checkpoint. Ctrl-C saves before exiting. A non-finite loss
-stops the run, and the last good checkpoint is kept.
+Running the same command again resumes from the checkpoint. Ctrl-C, SIGTERM and SIGUSR2 save before exiting.
+A non-finite loss stops the run, and the last good checkpoint is kept.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -29,7 +30,16 @@ from jedi_core.configlib import to_dict
 from jedi_core.envs import env_num_actions
 from jedi_core.imagination import actor_critic_training_step
 from jedi_core.replay import ReplayBuffer, sample_contexts, sample_training_batch
-from jedi_core.runtime import Logs, atomic_write_text, mean_logs, non_finite, resolve_device, seed_everything
+from jedi_core.runtime import (
+    Logs,
+    StopRequested,
+    atomic_write_text,
+    mean_logs,
+    non_finite,
+    resolve_device,
+    seed_everything,
+    stop_signals_as_interrupts,
+)
 from jedi_core.training.checkpoint import check_resumable, read_checkpoint, write_checkpoint
 from jedi_core.training.collect import Collector, evaluate
 from jedi_core.training.run_dir import (
@@ -103,20 +113,23 @@ class Trainer:
                               resets=self.counters["collector_resets"])
         bar = tqdm(total=cfg.env_steps, initial=self.counters["env_steps"], unit="step", disable=self.quiet,
                    desc=f"{cfg.method} {cfg.env.game_name}")
-        try:
-            if self.counters["epoch"] == 0:
-                self._initial_collection(collector, bar)
-            while (self.counters["final_epochs"] < train.final_training_epochs
-                   or self.counters["env_steps"] < cfg.env_steps):
-                self._epoch(collector, bar)
-            self.save_checkpoint()
-        except KeyboardInterrupt:
-            self.save_checkpoint()
-            self._say(f"interrupted: saved {self.run_dir / CHECKPOINT_FILE}; run the same command to resume")
-            raise
-        finally:
-            bar.close()
-        return self.final_evaluation()
+        with stop_signals_as_interrupts():  # SIGTERM and SIGUSR2 save and stop as Ctrl-C does
+            try:
+                if self.counters["epoch"] == 0:
+                    self._initial_collection(collector, bar)
+                while (self.counters["final_epochs"] < train.final_training_epochs
+                       or self.counters["env_steps"] < cfg.env_steps):
+                    self._epoch(collector, bar)
+                self.save_checkpoint()
+            except KeyboardInterrupt as stop:
+                self.save_checkpoint()
+                cause = f"stopped by {stop}" if isinstance(stop, StopRequested) else "interrupted"
+                self._say(f"{cause}: saved {self.run_dir / CHECKPOINT_FILE}; run the same command to resume",
+                          always=True)
+                raise
+            finally:
+                bar.close()
+            return self.final_evaluation()
 
     def _initial_collection(self, collector: Collector, bar: tqdm) -> None:
         """Uniformly random steps before the first epoch, by DIAMOND's rule: ``initial_random_steps``, then
@@ -275,6 +288,10 @@ class Trainer:
         with open(self.run_dir / METRICS_FILE, "a") as handle:
             handle.write(json.dumps(record) + "\n")
 
-    def _say(self, message: str) -> None:
-        if not self.quiet:
+    def _say(self, message: str, always: bool = False) -> None:
+        """Print ``message`` above the progress bar, unless quiet (``always``: a stop's message, printed even
+        then, on stderr, so the log of a scheduled run says what happened)."""
+        if always and self.quiet:
+            print(message, file=sys.stderr)
+        elif not self.quiet:
             tqdm.write(message)
