@@ -18,12 +18,12 @@ from pathlib import Path
 from jedi_core.analysis.bench import schedule_epochs
 from jedi_core.config import Config
 from jedi_core.configlib import from_dict
-from jedi_core.training.run_dir import CONFIG_FILE, METRICS_FILE
+from jedi_core.training.run_dir import CONFIG_FILE, read_metrics
 
 
 def project(run_dir: Path) -> dict:
     cfg = from_dict(json.loads((run_dir / CONFIG_FILE).read_text()), Config)
-    records = [json.loads(line) for line in (run_dir / METRICS_FILE).read_text().splitlines()]
+    records = read_metrics(run_dir)
     if len(records) < 3:
         raise SystemExit(f"{run_dir} has {len(records)} logged epochs; at least 3 are needed to project")
     train = cfg.training

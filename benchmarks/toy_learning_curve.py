@@ -24,7 +24,7 @@ from jedi_core.config import make_config
 from jedi_core.envs.toy import CatchEnv, random_policy_return
 from jedi_core.runtime import atomic_write_text
 from jedi_core.training.loop import Trainer
-from jedi_core.training.run_dir import METRICS_FILE
+from jedi_core.training.run_dir import read_metrics
 
 
 def main() -> None:
@@ -40,7 +40,7 @@ def main() -> None:
     run_dir = Path(args.run_dir or f"runs/toy_learning_curve_seed{args.seed}")
     started = time.perf_counter()
     scores = Trainer(cfg, run_dir).run()
-    records = [json.loads(line) for line in (run_dir / METRICS_FILE).read_text().splitlines()]
+    records = read_metrics(run_dir)
     target = 0.9 * CatchEnv.optimal_return
     reached = [r for r in records if r.get("eval_return", -np.inf) >= target]
     summary = {

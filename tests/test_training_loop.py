@@ -98,14 +98,16 @@ def test_a_killed_run_resumes_with_the_same_command(tmp_path):
     before = json.loads((run_dir / REPLAY_DIR / "replay.json").read_text())["episodes"]
     kept = ReplayBuffer.load(run_dir / REPLAY_DIR)
     checkpointed = torch.load(run_dir / CHECKPOINT_FILE, weights_only=False)["counters"]
-    lines_before = len(_metrics(run_dir))
     assert checkpointed["epoch"] >= 2
+    with open(run_dir / METRICS_FILE, "a") as handle:  # as if the kill had torn a line in the middle
+        handle.write('{"epoch": 99, "env_st')
 
     finished = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert finished.returncode == 0, finished.stderr
-    resumed_epochs = [m["epoch"] for m in _metrics(run_dir)[lines_before:]]
-    assert resumed_epochs[0] == checkpointed["epoch"] + 1  # counters go on from the checkpoint
-    assert resumed_epochs == list(range(resumed_epochs[0], resumed_epochs[0] + len(resumed_epochs)))
+    # The log agrees with the checkpoint: lines past it are dropped, the torn one too, and every epoch is
+    # logged exactly once, in order.
+    epochs = [m["epoch"] for m in _metrics(run_dir)]
+    assert epochs == list(range(1, len(epochs) + 1)) and len(epochs) > checkpointed["epoch"]
     final = ReplayBuffer.load(run_dir / REPLAY_DIR)
     assert final.num_steps == 600  # exactly the budget: nothing counted twice
     for index, entry in enumerate(before):  # every episode on disk at the kill is kept, unchanged
@@ -216,10 +218,15 @@ def test_ctrl_c_saves_before_exiting_and_the_run_resumes(tmp_path, monkeypatch, 
         Trainer(cfg, tmp_path, quiet=True).run()
     interrupted = Trainer(cfg, tmp_path, quiet=True)
     interrupted.load_checkpoint()
-    assert interrupted.counters["epoch"] == 2 and interrupted.counters["env_steps"] > 0
+    # Epoch 2 was cut short: it is saved as not begun, with its env steps and its update kept.
+    assert interrupted.counters["epoch"] == 1 and [m["epoch"] for m in _metrics(tmp_path)] == [1]
+    assert interrupted.counters["env_steps"] == 50 + cfg.training.env_steps_per_epoch * 2
+    assert interrupted.counters["world_model_updates"] == cfg.training.first_epoch_world_model_updates
     monkeypatch.undo()
     scores = Trainer(cfg, tmp_path, quiet=True).run()
     assert scores["env_steps"] == 200
+    epochs = [m["epoch"] for m in _metrics(tmp_path)]
+    assert epochs == list(range(1, len(epochs) + 1))  # epoch 2 logged once, when it completed
 
 
 @pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGUSR2"])
@@ -248,7 +255,7 @@ def test_a_stop_signal_saves_as_ctrl_c_does_and_exits_with_128_plus_its_number(s
     assert signal.getsignal(signum) == handler_before  # the run's handler is gone once it stops
     stopped = Trainer(cfg, tmp_path, quiet=True)
     stopped.load_checkpoint()
-    assert stopped.counters["epoch"] == 2 and stopped.counters["env_steps"] > 0
+    assert stopped.counters["epoch"] == 1 and stopped.counters["env_steps"] > 0  # epoch 2 runs again
     monkeypatch.undo()
     assert main(command) == 0  # the same command resumes and finishes
     assert json.loads((tmp_path / FINAL_SCORES_FILE).read_text())["env_steps"] == 200

@@ -48,6 +48,8 @@ from jedi_core.training.run_dir import (
     FINAL_SCORES_FILE,
     METRICS_FILE,
     REPLAY_DIR,
+    append_metrics,
+    truncate_metrics,
 )
 from jedi_core.world_model import UPDATE_SCHEDULES
 
@@ -89,6 +91,7 @@ class Trainer:
         self.counters = {"epoch": 0, "env_steps": 0, "world_model_updates": 0, "reward_end_updates": 0,
                          "actor_critic_updates": 0, "final_epochs": 0, "collector_resets": 0}
         self.recent_returns: list[float] = []
+        self._unlogged_epoch: dict[str, int] | None = None  # the counters before the epoch in progress
 
     # -- the loop -------------------------------------------------------------------------------
 
@@ -155,6 +158,8 @@ class Trainer:
         cfg = self.cfg
         train = cfg.training
         started = time.perf_counter()
+        # Until its record is logged, a checkpoint saves this epoch as not begun (see save_checkpoint).
+        self._unlogged_epoch = {key: self.counters[key] for key in ("epoch", "final_epochs")}
         self.counters["epoch"] += 1
         first = self.counters["epoch"] == 1
         if self.counters["env_steps"] < cfg.env_steps:
@@ -245,8 +250,11 @@ class Trainer:
 
     def save_checkpoint(self) -> Path:
         """Replay first (its own atomic index), then everything else in one atomically written file."""
+        # An epoch cut short (Ctrl-C, a stop signal) is saved as not yet begun, so the resumed run trains it
+        # again and logs it once; its env steps and updates so far are kept.
+        counters = {**self.counters, **(self._unlogged_epoch or {})}
         state = {"config": to_dict(self.cfg),
-                 "counters": dict(self.counters),
+                 "counters": counters,
                  "agent": self.agent.state_dict(),
                  "wm_optimizers": {part: (optimizer.state_dict(), scheduler.state_dict())
                                    for part, (optimizer, scheduler) in self.wm_optimizers.items()},
@@ -281,12 +289,16 @@ class Trainer:
                 episode.finish_truncated()
         # The replay is saved before the checkpoint, so it may hold steps the checkpoint has not counted.
         self.counters = {**state["counters"], "env_steps": self.replay.num_steps}
+        # Epochs logged after this checkpoint (a kill) will be trained and logged again; a torn line goes.
+        if dropped := truncate_metrics(self.run_dir, self.counters["epoch"]):
+            self._say(f"{METRICS_FILE}: dropped {dropped} line(s) past the checkpoint's epoch "
+                      f"{self.counters['epoch']}; those epochs run again")
 
     # -- output ---------------------------------------------------------------------------------
 
     def _log(self, record: dict) -> None:
-        with open(self.run_dir / METRICS_FILE, "a") as handle:
-            handle.write(json.dumps(record) + "\n")
+        append_metrics(self.run_dir, record)
+        self._unlogged_epoch = None
 
     def _say(self, message: str, always: bool = False) -> None:
         """Print ``message`` above the progress bar, unless quiet (``always``: a stop's message, printed even

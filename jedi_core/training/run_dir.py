@@ -5,12 +5,14 @@ A run lives in one folder::
     RUN_DIR/config.json         the resolved config
     RUN_DIR/checkpoint.pt       models, optimisers, schedules, counters, RNG states (atomic)
     RUN_DIR/replay/             every real transition (atomic, incremental)
-    RUN_DIR/metrics.jsonl       one line per epoch
+    RUN_DIR/metrics.jsonl       one line per epoch, up to the checkpoint's epoch once a run resumes
     RUN_DIR/final_scores.json   the final evaluation, read by ``python -m jedi_core report``
 """
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 
 from jedi_core.config import Config
@@ -25,3 +27,50 @@ FINAL_SCORES_FILE = "final_scores.json"
 def default_run_dir(cfg: Config) -> Path:
     """``runs/<method>_<preset>_<game>_seed<seed>``."""
     return Path("runs") / f"{cfg.method}_{cfg.preset}_{cfg.env.game_name}_seed{cfg.seed}"
+
+
+def read_metrics(run_dir: str | Path) -> list[dict]:
+    """The epoch records of ``RUN_DIR/metrics.jsonl`` (none if it does not exist yet).
+
+    A line that is not whole JSON (the last line of a run killed, or out of disk space, while writing it) is
+    left out; training rewrites the file without it when the run resumes (:func:`truncate_metrics`).
+    """
+    path = Path(run_dir) / METRICS_FILE
+    if not path.is_file():
+        return []
+    records = []
+    for line in path.read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return records
+
+
+def append_metrics(run_dir: str | Path, record: dict) -> None:
+    """Append one epoch's record as one line, in one write, flushed to disk: a kill leaves either the whole
+    line or a torn last line, which :func:`read_metrics` leaves out."""
+    line = (json.dumps(record) + "\n").encode()
+    descriptor = os.open(Path(run_dir) / METRICS_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(descriptor, line)
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def truncate_metrics(run_dir: str | Path, last_epoch: int) -> int:
+    """Keep the records of epochs up to ``last_epoch`` (the checkpoint's), whole lines only; rewrite the file
+    atomically. Returns how many records were dropped: epochs logged after the checkpoint that a resumed run
+    trains again, and logs again, and any torn line."""
+    path = Path(run_dir) / METRICS_FILE
+    if not path.is_file():
+        return 0
+    lines = path.read_text().splitlines()
+    kept = [record for record in read_metrics(run_dir) if record.get("epoch", 0) <= last_epoch]
+    if len(kept) == len(lines):
+        return 0
+    temporary = path.with_suffix(".jsonl.tmp")
+    temporary.write_text("".join(json.dumps(record) + "\n" for record in kept))
+    os.replace(temporary, path)
+    return len(lines) - len(kept)
