@@ -97,15 +97,20 @@ def test_a_checkpoint_or_agent_file_of_another_version_is_refused(finished_toy_r
         load_agent(tmp_path / "agent.pt")
 
 
-def test_a_damaged_checkpoint_stops_the_run_and_is_not_overwritten(finished_toy_run):
+def test_two_damaged_checkpoints_stop_the_run_and_are_not_overwritten(finished_toy_run):
+    from jedi_core.training.run_dir import PREVIOUS_CHECKPOINT_FILE
+
     cfg, run_dir, _ = finished_toy_run
-    checkpoint = _resumable(run_dir) / CHECKPOINT_FILE
-    damaged = checkpoint.read_bytes()[: checkpoint.stat().st_size // 2]
-    checkpoint.write_bytes(damaged)
+    damaged = {}
+    for name in (CHECKPOINT_FILE, PREVIOUS_CHECKPOINT_FILE):
+        checkpoint = _resumable(run_dir) / name if name == CHECKPOINT_FILE else run_dir / name
+        damaged[name] = checkpoint.read_bytes()[: checkpoint.stat().st_size // 2]
+        checkpoint.write_bytes(damaged[name])
     lines = (run_dir / METRICS_FILE).read_text()
     with pytest.raises(RuntimeError):  # never a silent fresh start over the old run
         Trainer(cfg, run_dir, quiet=True).run()
-    assert checkpoint.read_bytes() == damaged and (run_dir / METRICS_FILE).read_text() == lines
+    assert all((run_dir / name).read_bytes() == content for name, content in damaged.items())
+    assert (run_dir / METRICS_FILE).read_text() == lines
 
 
 def test_an_interrupted_checkpoint_write_leaves_the_previous_checkpoint(finished_toy_run):
@@ -120,3 +125,39 @@ def test_an_interrupted_checkpoint_write_leaves_the_previous_checkpoint(finished
     assert resumed.counters["env_steps"] == 200
     resumed.save_checkpoint()  # the next save writes over the leftover and leaves no temporary file
     assert not (run_dir / (CHECKPOINT_FILE + ".tmp")).exists()
+
+
+@pytest.mark.parametrize("damage", ["empty", "random bytes", "cut in half"])
+def test_a_damaged_newest_checkpoint_is_named_and_the_run_resumes_from_the_previous(damage, finished_toy_run,
+                                                                                     capsys):
+    from jedi_core.training.checkpoint import DamagedCheckpoint, read_checkpoint
+    from jedi_core.training.run_dir import PREVIOUS_CHECKPOINT_FILE
+
+    cfg, run_dir, _ = finished_toy_run
+    newest, previous = run_dir / CHECKPOINT_FILE, run_dir / PREVIOUS_CHECKPOINT_FILE
+    previous_epoch = torch.load(previous, weights_only=False)["counters"]["epoch"]
+    assert previous_epoch < torch.load(newest, weights_only=False)["counters"]["epoch"]  # two generations
+    content = newest.read_bytes()
+    newest.write_bytes({"empty": b"", "random bytes": bytes(range(256)) * 40,
+                        "cut in half": content[: len(content) // 2]}[damage])
+    with pytest.raises(DamagedCheckpoint, match=f"{newest} is damaged and cannot be read"):
+        read_checkpoint(newest, torch.device("cpu"))
+
+    trainer = Trainer(cfg, _resumable(run_dir), quiet=True)
+    trainer.load_checkpoint()
+    assert trainer.counters["epoch"] == previous_epoch
+    assert f"{newest} is damaged" in capsys.readouterr().err  # said even when quiet
+    assert max(m["epoch"] for m in map(json.loads, (run_dir / METRICS_FILE).read_text().splitlines())) \
+        == previous_epoch  # the log goes back with it
+
+    good_previous = previous.read_bytes()
+    trainer.save_checkpoint()  # replaces the damaged newest and keeps the previous one, which is good
+    assert previous.read_bytes() == good_previous
+    read_checkpoint(newest, torch.device("cpu"))
+    previous.write_bytes(b"")
+    newest.write_bytes(b"")
+    with pytest.raises(DamagedCheckpoint, match="and .*checkpoint.prev.pt is damaged.*start the run again by "
+                                                "deleting"):
+        Trainer(cfg, run_dir, quiet=True).load_checkpoint()
+    status = main(["evaluate", str(run_dir), "--episodes", "1"])
+    assert status == 2 and "start the run again by deleting" in capsys.readouterr().err  # no traceback

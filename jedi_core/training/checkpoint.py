@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import sys
 from pathlib import Path
 
 import torch
@@ -20,7 +22,14 @@ from jedi_core.configlib import apply_overrides, from_dict, to_dict
 from jedi_core.envs import env_num_actions
 from jedi_core.replay import ReplayBuffer
 from jedi_core.runtime import atomic_write_bytes, resolve_device
-from jedi_core.training.run_dir import CHECKPOINT_FILE, CONFIG_FILE, FINAL_SCORES_FILE, REPLAY_DIR
+from jedi_core.training.run_dir import (
+    CHECKPOINT_FILE,
+    CONFIG_FILE,
+    FINAL_SCORES_FILE,
+    PREVIOUS_CHECKPOINT_FILE,
+    REPLAY_DIR,
+    has_checkpoint,
+)
 
 #: 2: ``world_model.reward_end.lstm_input``, ``actor_critic.stem_silu`` and ``world_model.updates`` (version 1
 #: files were all "normalized", True and joint; a missing key now reads as the paper's "raw", False and
@@ -36,15 +45,63 @@ class IncompatibleCheckpoint(RuntimeError):
     """A checkpoint written by another config or another checkpoint version."""
 
 
-def write_checkpoint(run_dir: Path, replay: ReplayBuffer, state: dict) -> Path:
-    """Save the replay (its own atomic index), then ``state`` in one atomically written file."""
+class DamagedCheckpoint(RuntimeError):
+    """A checkpoint file that cannot be read (empty, cut short, overwritten); ``reason`` names it and why."""
+
+    def __init__(self, message: str, reason: str | None = None):
+        super().__init__(message)
+        self.reason = reason or message
+
+
+def write_checkpoint(run_dir: Path, replay: ReplayBuffer, state: dict, keep_previous: bool = True) -> Path:
+    """Save the replay (its own atomic index), then ``state`` in one atomically written file; the checkpoint
+    it replaces is kept as ``checkpoint.prev.pt`` (:func:`read_run_checkpoint` falls back to it), unless
+    ``keep_previous`` is off (the one it replaces is damaged: the previous one is then the one to keep)."""
     replay.save(run_dir / REPLAY_DIR)
-    return _write_state(run_dir / CHECKPOINT_FILE, state)
+    newest = run_dir / CHECKPOINT_FILE
+    if keep_previous and newest.is_file():
+        os.replace(newest, run_dir / PREVIOUS_CHECKPOINT_FILE)
+    return _write_state(newest, state)
+
+
+def read_run_checkpoint(run_dir: Path, device: torch.device) -> tuple[dict, Path, str | None]:
+    """A run's newest readable checkpoint: ``(state, path, why)``, where ``why`` says why the newest was
+    passed over for the previous one (``None`` when the newest was read).
+
+    Its replay needs no such care: it is always at least as new as either checkpoint, and a resumed run
+    counts its steps from the replay.
+    """
+    newest, previous = run_dir / CHECKPOINT_FILE, run_dir / PREVIOUS_CHECKPOINT_FILE
+    if not newest.is_file():
+        why = f"{newest} is missing (the run stopped while replacing it)"
+    else:
+        try:
+            return read_checkpoint(newest, device), newest, None
+        except DamagedCheckpoint as damage:
+            why = damage.reason
+    way_out = f"start the run again by deleting {run_dir}, or train into another --run-dir"
+    if not previous.is_file():
+        raise DamagedCheckpoint(f"{why}, and there is no {PREVIOUS_CHECKPOINT_FILE} to fall back on: "
+                                f"{way_out}")
+    try:
+        return read_checkpoint(previous, device), previous, why
+    except DamagedCheckpoint as damage:
+        raise DamagedCheckpoint(f"{why}, and {damage.reason}: {way_out}") from damage
 
 
 def read_checkpoint(path: Path, device: torch.device) -> dict:
-    """A checkpoint (or exported agent file) as saved, refused if another checkpoint version wrote it."""
-    state = torch.load(path, map_location=device, weights_only=False)
+    """A checkpoint (or exported agent file) as saved, refused if another checkpoint version wrote it; a file
+    that cannot be read raises :class:`DamagedCheckpoint` naming it."""
+    try:
+        state = torch.load(path, map_location=device, weights_only=False)
+    except FileNotFoundError:
+        raise
+    except Exception as error:  # torch raises many kinds here: EOFError, UnpicklingError, RuntimeError, ...
+        reason = f"{path} is damaged and cannot be read ({type(error).__name__}: {str(error)[:100]})"
+        message = f"{reason}; a full disk or an interrupted copy can do this"
+        raise DamagedCheckpoint(message, reason) from error
+    if not isinstance(state, dict) or "version" not in state:
+        raise DamagedCheckpoint(f"{path} is not a jedi_core checkpoint: it holds no version stamp")
     if state.get("version") != CHECKPOINT_VERSION:
         raise IncompatibleCheckpoint(f"{path} is checkpoint version {state.get('version')}; this jedi_core "
                                      f"({jedi_core.__version__}) reads version {CHECKPOINT_VERSION}")
@@ -102,12 +159,14 @@ def load_agent(path: str | Path, device: str | None = None) -> tuple[Config, Age
 
 
 def _load_run_agent(run_dir: Path, device: str | None) -> tuple[Config, Agent, dict]:
-    for name in (CONFIG_FILE, CHECKPOINT_FILE):
-        if not (run_dir / name).is_file():
-            raise FileNotFoundError(f"{run_dir} has no {name}: is it a run folder made by `train` "
-                                    "(and has it saved a checkpoint yet)?")
+    if not (run_dir / CONFIG_FILE).is_file() or not has_checkpoint(run_dir):
+        missing = CONFIG_FILE if not (run_dir / CONFIG_FILE).is_file() else CHECKPOINT_FILE
+        raise FileNotFoundError(f"{run_dir} has no {missing}: is it a run folder made by `train` "
+                                "(and has it saved a checkpoint yet)?")
     cfg = _with_device(from_dict(json.loads((run_dir / CONFIG_FILE).read_text()), Config), device)
-    state = read_checkpoint(run_dir / CHECKPOINT_FILE, resolve_device(cfg.device))
+    state, path, why = read_run_checkpoint(run_dir, resolve_device(cfg.device))
+    if why:
+        print(f"warning: {why}; using {path}", file=sys.stderr)
     return cfg, _agent_with_weights(cfg, state["agent"]), state["counters"]
 
 

@@ -40,7 +40,7 @@ from jedi_core.runtime import (
     seed_everything,
     stop_signals_as_interrupts,
 )
-from jedi_core.training.checkpoint import check_resumable, read_checkpoint, write_checkpoint
+from jedi_core.training.checkpoint import check_resumable, read_run_checkpoint, write_checkpoint
 from jedi_core.training.collect import Collector, evaluate
 from jedi_core.training.run_dir import (
     CHECKPOINT_FILE,
@@ -49,6 +49,7 @@ from jedi_core.training.run_dir import (
     METRICS_FILE,
     REPLAY_DIR,
     append_metrics,
+    has_checkpoint,
     truncate_metrics,
 )
 from jedi_core.world_model import UPDATE_SCHEDULES
@@ -92,6 +93,8 @@ class Trainer:
                          "actor_critic_updates": 0, "final_epochs": 0, "collector_resets": 0}
         self.recent_returns: list[float] = []
         self._unlogged_epoch: dict[str, int] | None = None  # the counters before the epoch in progress
+        self._newest_damaged = False  # resumed from checkpoint.prev.pt because checkpoint.pt is damaged
+        self._saved_counters: dict[str, int] | None = None  # as of the last save
 
     # -- the loop -------------------------------------------------------------------------------
 
@@ -105,7 +108,7 @@ class Trainer:
         if self.finished:
             self._say(f"{self.run_dir} has finished already: see {FINAL_SCORES_FILE}")
             return json.loads((self.run_dir / FINAL_SCORES_FILE).read_text())
-        if (self.run_dir / CHECKPOINT_FILE).is_file():
+        if has_checkpoint(self.run_dir):
             self.load_checkpoint()
             self._say(f"resumed {self.run_dir} at epoch {self.counters['epoch']}, "
                       f"{self.counters['env_steps']} env steps")
@@ -123,7 +126,8 @@ class Trainer:
                 while (self.counters["final_epochs"] < train.final_training_epochs
                        or self.counters["env_steps"] < cfg.env_steps):
                     self._epoch(collector, bar)
-                self.save_checkpoint()
+                if self._saved_counters != self.counters:  # the last epoch may have saved already
+                    self.save_checkpoint()
             except KeyboardInterrupt as stop:
                 self.save_checkpoint()
                 cause = f"stopped by {stop}" if isinstance(stop, StopRequested) else "interrupted"
@@ -264,12 +268,18 @@ class Trainer:
                  "recent_returns": self.recent_returns}
         if torch.cuda.is_available():
             state["cuda_rng"] = torch.cuda.get_rng_state_all()
-        return write_checkpoint(self.run_dir, self.replay, state)
+        path = write_checkpoint(self.run_dir, self.replay, state, keep_previous=not self._newest_damaged)
+        self._newest_damaged = False
+        self._saved_counters = dict(self.counters)
+        return path
 
     def load_checkpoint(self) -> None:
         """Restore everything :meth:`save_checkpoint` wrote; refuse a checkpoint of other settings."""
-        path = self.run_dir / CHECKPOINT_FILE
-        state = read_checkpoint(path, self.device)
+        state, path, why = read_run_checkpoint(self.run_dir, self.device)
+        self._newest_damaged = why is not None  # the next save replaces it, and keeps the previous one
+        if why:
+            self._say(f"{why}: resuming from {path.name} instead (epoch {state['counters']['epoch']})",
+                      always=True)
         check_resumable(path, state["config"], self.cfg)
         self.agent.load_state_dict(state["agent"])
         for part, (optimizer, scheduler) in self.wm_optimizers.items():

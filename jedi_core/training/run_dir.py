@@ -4,6 +4,7 @@ A run lives in one folder::
 
     RUN_DIR/config.json         the resolved config
     RUN_DIR/checkpoint.pt       models, optimisers, schedules, counters, RNG states (atomic)
+    RUN_DIR/checkpoint.prev.pt  the one before, read if the newest is damaged
     RUN_DIR/replay/             every real transition (atomic, incremental)
     RUN_DIR/metrics.jsonl       one line per epoch, up to the checkpoint's epoch once a run resumes
     RUN_DIR/final_scores.json   the final evaluation, read by ``python -m jedi_core report``
@@ -18,6 +19,8 @@ from pathlib import Path
 from jedi_core.config import Config
 
 CHECKPOINT_FILE = "checkpoint.pt"
+#: The checkpoint before the last one, kept so that a damaged newest checkpoint does not end the run.
+PREVIOUS_CHECKPOINT_FILE = "checkpoint.prev.pt"
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
 REPLAY_DIR = "replay"
@@ -74,3 +77,8 @@ def truncate_metrics(run_dir: str | Path, last_epoch: int) -> int:
     temporary.write_text("".join(json.dumps(record) + "\n" for record in kept))
     os.replace(temporary, path)
     return len(lines) - len(kept)
+
+
+def has_checkpoint(run_dir: str | Path) -> bool:
+    """Whether the run has saved a checkpoint (the newest, or the previous one if a crash came between)."""
+    return any((Path(run_dir) / name).is_file() for name in (CHECKPOINT_FILE, PREVIOUS_CHECKPOINT_FILE))
