@@ -47,7 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--game", default=None, help="an Atari100k game (see `python -m jedi_core games`)")
     train.add_argument("--env", choices=("atari", "toy"), default=None,
                        help="atari (default) or the toy game")
-    train.add_argument("--preset", default="atari100k", choices=list(config_lib.PRESETS))
+    train.add_argument("--preset", default="atari100k", choices=list(config_lib.PRESETS),
+                       help="default: atari100k (paper scale, for a GPU); smoke and toy run on a CPU")
     train.add_argument("--seed", type=int, default=None)
     train.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:N or mps")
     train.add_argument("--run-dir", default=None, help="default: runs/<method>_<preset>_<game>_seed<seed>")
@@ -78,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
         "report", help="tables and a figure from finished runs, beside the published baselines",
         description="Read RUN_DIRS (each a run folder holding final_scores.json, or a folder to search), "
                     "write report.md and report.png: per-game HNS, Human-/Agent-Optimal means, Sym-HNS, "
-                    "Har-HNS, mean/median/IQM/optimality gap with stratified-bootstrap 95%% CIs.")
+                    "Har-HNS, mean/median/IQM/optimality gap with stratified-bootstrap 95% CIs.")
     report.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
                         help="run folders or folders that contain runs")
     report.add_argument("--out", default="report", help="output folder (default: ./report)")
@@ -173,6 +174,8 @@ def _train(args: argparse.Namespace) -> None:
                                                       ("seed", args.seed), ("device", args.device))
                  if value is not None]
     cfg = config_lib.make_config(args.preset, [*overrides, *args.overrides])
+    if args.game is not None and cfg.env.kind == "toy":
+        print(f"warning: --game {args.game} is ignored: the toy game has no Atari game", file=sys.stderr)
     run_dir = args.run_dir or default_run_dir(cfg)
     scores = Trainer(cfg, run_dir, quiet=args.quiet).run()
     returns = scores["episode_returns"]

@@ -404,6 +404,11 @@ def make_config(preset: str = "atari100k", overrides: Sequence[str] = ()) -> Con
                           + did_you_mean(preset, PRESETS))
     cfg = apply_overrides(PRESETS[preset](), overrides)
     validate(cfg)
+    if cfg.env.kind == "atari":  # "breakout" and "Breakout" are one game, one run folder, one resumable run
+        from jedi_core.envs.games import canonical_game_name
+
+        env = dataclasses.replace(cfg.env, game=canonical_game_name(cfg.env.game))
+        cfg = dataclasses.replace(cfg, env=env)
     return cfg
 
 

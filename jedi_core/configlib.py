@@ -170,7 +170,15 @@ def _parse(name: str, raw: str, hint: Any) -> Any:
             return _coerce_data(list(items) if isinstance(items, (list, tuple)) else [items], hint)
     except (ValueError, SyntaxError, TypeError):
         pass
-    raise ConfigError(f"{name}: cannot read {raw!r} as {_type_name(hint)}")
+    hint_text = ""
+    if hint is int:
+        try:  # 1e5 is a float to Python; say how to write the integer it means
+            as_float = float(raw)
+            if as_float.is_integer():
+                hint_text = f" (write {int(as_float)} or {int(as_float):_})"
+        except ValueError:
+            pass
+    raise ConfigError(f"{name}: cannot read {raw!r} as {_type_name(hint)}{hint_text}")
 
 
 def _coerce_data(value: Any, hint: Any) -> Any:

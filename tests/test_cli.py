@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import cv2
+import pytest
 
 from jedi_core.__main__ import main
 
@@ -77,3 +78,25 @@ def test_evaluate_command_scores_a_run_and_writes_its_videos(finished_toy_run, c
 def test_evaluate_command_explains_a_folder_that_is_not_a_run(tmp_path, capsys):
     assert main(["evaluate", str(tmp_path)]) == 2
     assert "is it a run folder made by `train`" in capsys.readouterr().err
+
+
+def test_help_texts_read_as_written_and_an_ignored_game_is_said(capsys, monkeypatch):
+    with pytest.raises(SystemExit):
+        main(["report", "--help"])
+    assert "95% CIs" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    assert "default: atari100k" in capsys.readouterr().out
+
+    class NoTraining:  # only what train says before it starts matters here
+        def __init__(self, cfg, run_dir, quiet):
+            self.cfg = cfg
+
+        def run(self):
+            return {"episode_returns": [1.0], "method": "JEDI", "game": self.cfg.env.game_name}
+
+    import jedi_core.training.loop as loop
+
+    monkeypatch.setattr(loop, "Trainer", NoTraining)
+    assert main(["train", "--preset", "toy", "--game", "Pong", "--quiet"]) == 0
+    assert "--game Pong is ignored: the toy game has no Atari game" in capsys.readouterr().err

@@ -63,6 +63,14 @@ def test_bad_values_name_the_field_and_what_is_allowed():
         make_config("smokey")
 
 
+def test_a_game_name_in_any_case_is_the_game_itself_and_scientific_integers_get_a_hint():
+    assert make_config("smoke", ["env.game=breakout"]).env.game == "Breakout"
+    assert make_config("smoke", ["env.game=breakout"]) == make_config("smoke", ["env.game=Breakout"])
+    with pytest.raises(ConfigError, match=r"env_steps: cannot read '1e5' as an integer \(write 100000 or "
+                                          r"100_000\)"):
+        make_config("smoke", ["env_steps=1e5"])
+
+
 def test_unknown_game_fails_at_config_time_with_suggestion():
     with pytest.raises(ValueError, match="did you mean 'Breakout'.*Alien, Amidar"):
         make_config("smoke", ["env.game=Breakuot"])
