@@ -1,8 +1,18 @@
 """jedi_core.training.run_dir: the metrics log is read whole lines only and cut back to a checkpoint."""
 
 import json
+import os
 
-from jedi_core.training.run_dir import METRICS_FILE, append_metrics, read_metrics, truncate_metrics
+import pytest
+
+from jedi_core.training.run_dir import (
+    METRICS_FILE,
+    RunDirInUse,
+    append_metrics,
+    lock_run_dir,
+    read_metrics,
+    truncate_metrics,
+)
 
 
 def test_a_torn_last_line_is_left_out_and_a_resume_cuts_the_log_back_to_the_checkpoint(tmp_path):
@@ -19,3 +29,12 @@ def test_a_torn_last_line_is_left_out_and_a_resume_cuts_the_log_back_to_the_chec
     append_metrics(tmp_path, {"epoch": 4})  # the next record starts on a line of its own
     assert [record["epoch"] for record in read_metrics(tmp_path)] == [1, 2, 3, 4]
     assert truncate_metrics(tmp_path, 4) == 0
+
+
+def test_one_training_process_per_run_folder(tmp_path):
+    with lock_run_dir(tmp_path):
+        with pytest.raises(RunDirInUse, match=f"in use by another training process \\(pid {os.getpid()}\\)"):
+            with lock_run_dir(tmp_path):
+                pass
+    with lock_run_dir(tmp_path):  # released when the first one stopped; the lock file left behind is harmless
+        pass

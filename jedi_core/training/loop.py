@@ -50,6 +50,7 @@ from jedi_core.training.run_dir import (
     REPLAY_DIR,
     append_metrics,
     has_checkpoint,
+    lock_run_dir,
     truncate_metrics,
 )
 from jedi_core.world_model import UPDATE_SCHEDULES
@@ -103,8 +104,14 @@ class Trainer:
         return (self.run_dir / FINAL_SCORES_FILE).is_file()
 
     def run(self) -> dict:
-        """Train to the end of the schedule (resuming if a checkpoint exists), evaluate, return the scores."""
+        """Train to the end of the schedule (resuming if a checkpoint exists), evaluate, return the scores.
+
+        The run folder is locked meanwhile: a second process training into it is refused."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        with lock_run_dir(self.run_dir):
+            return self._run()
+
+    def _run(self) -> dict:
         if self.finished:
             self._say(f"{self.run_dir} has finished already: see {FINAL_SCORES_FILE}")
             return json.loads((self.run_dir / FINAL_SCORES_FILE).read_text())

@@ -12,8 +12,10 @@ A run lives in one folder::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 from jedi_core.config import Config
@@ -24,6 +26,8 @@ PREVIOUS_CHECKPOINT_FILE = "checkpoint.prev.pt"
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
 REPLAY_DIR = "replay"
+#: Held (an OS file lock) by the process training in the folder; released when it stops, however it stops.
+LOCK_FILE = ".lock"
 FINAL_SCORES_FILE = "final_scores.json"
 
 
@@ -82,3 +86,38 @@ def truncate_metrics(run_dir: str | Path, last_epoch: int) -> int:
 def has_checkpoint(run_dir: str | Path) -> bool:
     """Whether the run has saved a checkpoint (the newest, or the previous one if a crash came between)."""
     return any((Path(run_dir) / name).is_file() for name in (CHECKPOINT_FILE, PREVIOUS_CHECKPOINT_FILE))
+
+
+class RunDirInUse(RuntimeError):
+    """Another process is training in this run folder."""
+
+
+@contextlib.contextmanager
+def lock_run_dir(run_dir: str | Path) -> Iterator[None]:
+    """Hold the run folder for one training process: a second one is refused, with the first one's pid.
+
+    An OS lock (``fcntl.flock``), so the kernel releases it when the process ends, even by SIGKILL: a stale
+    lock file never blocks a resume. Where ``fcntl`` does not exist (Windows), the folder is not locked.
+    """
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    path = Path(run_dir) / LOCK_FILE
+    with open(path, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            owner = handle.read().strip() or "unknown"
+            raise RunDirInUse(f"{run_dir} is in use by another training process (pid {owner}); wait for it "
+                              "to finish or stop it, or train into another --run-dir") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
