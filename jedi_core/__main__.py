@@ -87,6 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="published methods to show beside yours (default: DIAMOND STORM IRIS)")
     report.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples for the CIs")
     report.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
+    report.add_argument("--skip-bad", action="store_true",
+                        help="leave out runs whose final_scores.json is damaged (listed in the report) "
+                             "instead of stopping")
 
     bench = commands.add_parser(
         "bench",
@@ -141,7 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from jedi_core.analysis.report import write_report
 
             markdown, figure = write_report(args.run_dirs, args.out, baselines=tuple(args.baselines),
-                                            reps=args.bootstrap, seed=args.seed)
+                                            reps=args.bootstrap, seed=args.seed, skip_bad=args.skip_bad)
             print(f"wrote {markdown}\nwrote {figure}")
         elif args.command == "bench":
             _bench(args)

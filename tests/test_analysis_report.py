@@ -145,3 +145,23 @@ def test_a_search_skips_toy_game_runs_but_not_only_toy_runs(runs_dir, tmp_path):
 
 def test_the_report_reads_the_score_file_the_trainer_writes():
     assert FINAL_SCORES_FILE == run_dir.FINAL_SCORES_FILE == "final_scores.json"
+
+
+def test_runs_short_of_the_budget_are_marked_and_damaged_runs_can_be_skipped(runs_dir, tmp_path):
+    short = write_run(runs_dir / "JEDI" / "Pong_s0", "JEDI", "Pong", 0, [10.0, 12.0], env_steps=300,
+                      preset="smoke")
+    md = write_report([runs_dir], tmp_path / "out", reps=50)[0].read_text()
+    assert "**1 run(s) did not have the full Atari100k budget of 100,000 agent steps**" in md
+    assert f"- {short}: preset smoke, 300 env steps" in md
+    pong_row = next(line for line in md.splitlines() if line.startswith("| Pong |"))
+    assert pong_row.count(" †") == 1  # JEDI's Pong cell, not Tiny's
+    breakout_row = next(line for line in md.splitlines() if line.startswith("| Breakout |"))
+    assert "†" not in breakout_row
+
+    damaged = runs_dir / "Tiny" / "Alien_s2"
+    damaged.mkdir()
+    (damaged / FINAL_SCORES_FILE).write_text("{not json")  # a third seed, cut short while written
+    with pytest.raises(ValueError, match="is not valid JSON.*report --skip-bad leaves such runs out"):
+        write_report([runs_dir], tmp_path / "out", reps=50)
+    md = write_report([runs_dir], tmp_path / "out", reps=50, skip_bad=True)[0].read_text()
+    assert "1 damaged run(s) were left out (`--skip-bad`):" in md and "Alien_s2" in md

@@ -33,6 +33,8 @@ from jedi_core.training.run_dir import FINAL_SCORES_FILE
 __all__ = ["FINAL_SCORES_FILE", "RunResult", "find_runs", "write_report"]
 
 AGGREGATES = ("mean", "median", "iqm", "optimality_gap")
+#: The Atari100k budget in agent steps: runs with fewer are marked in a report, not compared silently.
+ATARI100K_ENV_STEPS = 100_000
 
 
 @dataclass(frozen=True)
@@ -45,10 +47,16 @@ class RunResult:
     episode_returns: tuple[float, ...]
     env_steps: int
     path: Path
+    preset: str | None = None
 
     @property
     def score(self) -> float:
         return float(np.mean(self.episode_returns))
+
+    @property
+    def full_protocol(self) -> bool:
+        """Whether the run had the benchmark's whole budget, as the published baselines did."""
+        return self.env_steps == ATARI100K_ENV_STEPS
 
     @classmethod
     def load(cls, run_dir: str | os.PathLike) -> RunResult:
@@ -84,8 +92,10 @@ class RunResult:
             game = canonical_game_name(data["game"])  # "breakout" -> "Breakout"; unknown -> a suggestion
         except ValueError as err:
             raise ValueError(f"{path}: {err}") from err
+        preset = data.get("preset") if isinstance(data.get("preset"), str) else None
         return cls(method=data["method"], game=game, seed=data["seed"],
-                   episode_returns=tuple(float(r) for r in returns), env_steps=data["env_steps"], path=path)
+                   episode_returns=tuple(float(r) for r in returns), env_steps=data["env_steps"], path=path,
+                   preset=preset)
 
 
 def _is_int(value: object) -> bool:
@@ -103,10 +113,13 @@ def _is_toy_run(file: Path) -> bool:
         return False  # RunResult.load reports what is wrong with it
 
 
-def find_runs(paths: Iterable[str | os.PathLike]) -> list[RunResult]:
+def find_runs(paths: Iterable[str | os.PathLike], skip_bad: bool = False,
+              skipped: list[str] | None = None) -> list[RunResult]:
     """Load every run under ``paths``: each is a run folder or a folder searched recursively.
 
-    A search skips toy-game runs (``--preset toy``): they are not Atari100k results.
+    A search skips toy-game runs (``--preset toy``): they are not Atari100k results. A run whose
+    final_scores.json is damaged stops the search, or with ``skip_bad`` is left out and its error appended
+    to ``skipped``.
     """
     runs: dict[Path, RunResult] = {}  # keyed by file, so overlapping paths do not count a run twice
     for root in map(Path, paths):
@@ -128,7 +141,15 @@ def find_runs(paths: Iterable[str | os.PathLike]) -> list[RunResult]:
                                  "Atari100k games (train one with --game GAME)")
             found = atari
         for file in found:
-            runs.setdefault(file.resolve(), RunResult.load(file.parent))
+            if file.resolve() in runs:
+                continue
+            try:
+                runs[file.resolve()] = RunResult.load(file.parent)
+            except ValueError as error:
+                if not skip_bad:
+                    raise ValueError(f"{error} (report --skip-bad leaves such runs out)") from error
+                if skipped is not None:
+                    skipped.append(str(error))
     seen: dict[tuple[str, str, int], Path] = {}
     for run in runs.values():
         key = (run.method, run.game, run.seed)
@@ -149,9 +170,22 @@ def _fmt_ci(summary: dict, name: str) -> str:
 
 
 def _markdown(user: dict[str, dict[str, list[float]]], summaries: dict[str, dict], games: list[str],
-              baselines: Sequence[str], means_only: set[str]) -> str:
+              baselines: Sequence[str], means_only: set[str], short: list[RunResult],
+              skipped: Sequence[str]) -> str:
     ref = metrics.load_reference()
     lines = ["# Atari100k report", ""]
+    if short:
+        lines += [f"**{len(short)} run(s) did not have the full Atari100k budget of {ATARI100K_ENV_STEPS:,} "
+                  "agent steps** (marked † below). Their scores are not comparable with the published "
+                  "baselines:", ""]
+        lines += [f"- {run.path.parent}: preset {run.preset or 'unknown'}, {run.env_steps:,} env steps"
+                  for run in short]
+        lines.append("")
+    if skipped:
+        lines += [f"{len(skipped)} damaged run(s) were left out (`--skip-bad`):", ""]
+        lines += [f"- {error}" for error in skipped]
+        lines.append("")
+    short_cells = {(run.method, run.game) for run in short}
     if len(games) < len(ref.games):
         lines += [f"The runs cover {len(games)} of {len(ref.games)} games, so the published baselines are "
                   "restricted to the same games.", ""]
@@ -165,8 +199,10 @@ def _markdown(user: dict[str, dict[str, list[float]]], summaries: dict[str, dict
                f"{ref.random[game]:.1f}", f"{ref.human[game]:.1f}"]
         for method, per_game in user.items():
             scores = per_game.get(game)
+            mark = " †" if (method, game) in short_cells else ""
             row += ["–", "–"] if scores is None else [
-                f"{np.mean(scores):.1f} ± {np.std(scores):.1f}", _fmt(summaries[method]["hns_by_game"][game])]
+                f"{np.mean(scores):.1f} ± {np.std(scores):.1f}{mark}",
+                _fmt(summaries[method]["hns_by_game"][game])]
         row += [f"{ref.published[b][game]:.1f}" for b in baselines]
         lines.append("| " + " | ".join(row) + " |")
     head = ["Method", "#games", "#runs per game", "Mean HNS", "Median HNS", "IQM", "Optimality gap",
@@ -225,18 +261,21 @@ def _figure(summaries: dict[str, dict], games: list[str]) -> bytes:
 
 def write_report(paths: Iterable[str | os.PathLike], out_dir: str | os.PathLike,
                  baselines: Sequence[str] = ("DIAMOND", "STORM", "IRIS"), reps: int = 2000,
-                 seed: int = 0) -> tuple[Path, Path]:
+                 seed: int = 0, skip_bad: bool = False) -> tuple[Path, Path]:
     """Write ``out_dir/report.md`` and ``out_dir/report.png`` for the runs under ``paths``.
 
     Runs are grouped by method; baselines (published scores) are restricted to the games the runs cover.
-    Every method needs the same number of seeds on each of its games (rliable's score matrix).
+    Every method needs the same number of seeds on each of its games (rliable's score matrix). Runs short
+    of the 100k-step budget are listed at the top and marked; ``skip_bad`` leaves damaged runs out (listed).
     """
     ref = metrics.load_reference()
     unknown = [b for b in baselines if b not in ref.published]
     if unknown:
         raise ValueError(f"Unknown baseline(s) {', '.join(unknown)}; available: {', '.join(ref.published)}")
     user: dict[str, dict[str, list[float]]] = {}
-    for run in find_runs(paths):  # sorted by method, game, seed
+    skipped: list[str] = []
+    found = find_runs(paths, skip_bad, skipped)  # sorted by method, game, seed
+    for run in found:
         user.setdefault(run.method, {}).setdefault(run.game, []).append(run.score)
     games = [g for g in ref.games if any(g in per_game for per_game in user.values())]
 
@@ -261,6 +300,8 @@ def write_report(paths: Iterable[str | os.PathLike], out_dir: str | os.PathLike,
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     md_path, png_path = out / "report.md", out / "report.png"
-    atomic_write_bytes(md_path, _markdown(user, summaries, games, baselines, means_only).encode("utf-8"))
+    short = [run for run in found if not run.full_protocol]
+    markdown = _markdown(user, summaries, games, baselines, means_only, short, skipped)
+    atomic_write_bytes(md_path, markdown.encode("utf-8"))
     atomic_write_bytes(png_path, _figure(summaries, games))
     return md_path, png_path
