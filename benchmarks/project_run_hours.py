@@ -15,10 +15,10 @@ import statistics
 import sys
 from pathlib import Path
 
-from jedi_core.analysis.bench import schedule_epochs
 from jedi_core.config import Config
 from jedi_core.configlib import from_dict
 from jedi_core.training.run_dir import CONFIG_FILE, read_metrics
+from jedi_core.training.schedule import schedule_epochs
 
 
 def project(run_dir: Path) -> dict:

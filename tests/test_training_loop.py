@@ -259,3 +259,20 @@ def test_a_stop_signal_saves_as_ctrl_c_does_and_exits_with_128_plus_its_number(s
     monkeypatch.undo()
     assert main(command) == 0  # the same command resumes and finishes
     assert json.loads((tmp_path / FINAL_SCORES_FILE).read_text())["env_steps"] == 200
+
+
+def test_time_left_counts_the_updates_still_to_run():
+    from jedi_core.training.loop import _hours_text
+    from jedi_core.training.schedule import hours_left, schedule_epochs, total_updates
+
+    cfg = make_config("atari100k")
+    epochs = schedule_epochs(cfg)
+    assert epochs == (100_000 - 5_000) // 100 + 50  # 950 collecting epochs, then 50 training-only ones
+    world_model, actor_critic = total_updates(cfg)
+    assert (world_model, actor_critic) == (10_000 + (epochs - 1) * 400, 5_000 + (epochs - 1) * 400)
+    start = {"world_model_updates": 0, "actor_critic_updates": 0}
+    assert hours_left(cfg, start, 10.0, None) == pytest.approx(world_model / 10 / 3600)  # a lower bound
+    assert hours_left(cfg, start, 10.0, 2.0) == pytest.approx((world_model / 10 + actor_critic / 2) / 3600)
+    done = {"world_model_updates": world_model, "actor_critic_updates": actor_critic}
+    assert hours_left(cfg, done, 10.0, 2.0) == 0.0
+    assert [_hours_text(h) for h in (0.001, 0.5, 2.0, 72.0)] == ["<1 min", "30 min", "2.0 h", "3.0 days"]

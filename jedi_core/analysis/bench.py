@@ -29,6 +29,7 @@ import jedi_core
 from jedi_core.config import make_config
 from jedi_core.replay import ReplayBuffer
 from jedi_core.runtime import atomic_write_text, resolve_device, seed_everything
+from jedi_core.training.schedule import total_updates
 
 PAIRS = {"paper": ("atari100k", "diamond"), "smoke": ("smoke", "smoke_diamond")}
 
@@ -148,23 +149,10 @@ def measure_preset(preset: str, settings: dict) -> dict:
     return result
 
 
-def schedule_epochs(cfg) -> int:
-    """Epochs in a full run of ``cfg``: collecting epochs after the random steps, then training-only ones.
-
-    The random steps are counted at ``initial_random_steps``; a sparse-reward game that needs more of them
-    (``initial_minority_rewards``) has as many fewer collecting epochs."""
-    train = cfg.training
-    collecting = -(-max(cfg.env_steps - train.initial_random_steps, 0) // train.env_steps_per_epoch)
-    return collecting + train.final_training_epochs
-
-
 def projected_update_hours(cfg, world_model_rate: float, actor_critic_rate: float) -> float:
     """Hours a full run of ``cfg``'s schedule spends in updates at these rates (env steps and evaluation
     excluded)."""
-    train = cfg.training
-    epochs = schedule_epochs(cfg)
-    world_model_updates = train.first_epoch_world_model_updates + (epochs - 1) * train.world_model_updates
-    actor_critic_updates = train.first_epoch_actor_critic_updates + (epochs - 1) * train.actor_critic_updates
+    world_model_updates, actor_critic_updates = total_updates(cfg)
     return (world_model_updates / world_model_rate + actor_critic_updates / actor_critic_rate) / 3600
 
 

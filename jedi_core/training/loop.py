@@ -53,6 +53,7 @@ from jedi_core.training.run_dir import (
     lock_run_dir,
     truncate_metrics,
 )
+from jedi_core.training.schedule import hours_left
 from jedi_core.world_model import UPDATE_SCHEDULES
 
 #: Updates whose logs are read (and checked for divergence) in one device-to-host transfer.
@@ -95,6 +96,7 @@ class Trainer:
         self.recent_returns: list[float] = []
         self._unlogged_epoch: dict[str, int] | None = None  # the counters before the epoch in progress
         self._newest_damaged = False  # resumed from checkpoint.prev.pt because checkpoint.pt is damaged
+        self._rates: dict[str, float] = {}  # measured updates per second, for the time left
         self._saved_counters: dict[str, int] | None = None  # as of the last save
 
     # -- the loop -------------------------------------------------------------------------------
@@ -124,8 +126,11 @@ class Trainer:
         train = cfg.training
         collector = Collector(cfg, self.replay, self.agent, cfg.seed,
                               resets=self.counters["collector_resets"])
+        # tqdm's own remaining time would count env steps, which go fast while the updates take nearly all
+        # of a run: the "left" field counts updates instead (Trainer._epoch).
         bar = tqdm(total=cfg.env_steps, initial=self.counters["env_steps"], unit="step", disable=self.quiet,
-                   desc=f"{cfg.method} {cfg.env.game_name}")
+                   desc=f"{cfg.method} {cfg.env.game_name}",
+                   bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} env steps [{elapsed}{postfix}]")
         with stop_signals_as_interrupts():  # SIGTERM and SIGUSR2 save and stop as Ctrl-C does
             try:
                 if self.counters["epoch"] == 0:
@@ -182,9 +187,14 @@ class Trainer:
         wm_updates = train.first_epoch_world_model_updates if first else train.world_model_updates
         ac_updates = train.first_epoch_actor_critic_updates if first else train.actor_critic_updates
         logs = {}
+        started_updates = time.perf_counter()
         for part in self.wm_parts:  # separate updates: diffusion, then reward/end (Algorithm 1)
-            logs.update(self._updates(functools.partial(self.train_world_model, part), wm_updates))
-        logs.update(self._updates(self.train_actor_critic, ac_updates))
+            logs.update(self._updates(functools.partial(self.train_world_model, part), wm_updates,
+                                      rate="world_model"))
+        world_model_done = time.perf_counter()
+        self._rates["world_model"] = wm_updates / max(world_model_done - started_updates, 1e-9)
+        logs.update(self._updates(self.train_actor_critic, ac_updates, rate="actor_critic"))
+        self._rates["actor_critic"] = ac_updates / max(time.perf_counter() - world_model_done, 1e-9)
         if train.eval_every_epochs and self.counters["epoch"] % train.eval_every_epochs == 0:
             returns = evaluate(self.agent, cfg, train.periodic_eval_episodes,
                                seed=PERIODIC_EVAL_SEED + self.counters["epoch"])
@@ -194,21 +204,30 @@ class Trainer:
             logs["train_return"] = float(np.mean(self.recent_returns))
         logs["epoch_seconds"] = time.perf_counter() - started
         self._log({**self.counters, **logs})
-        bar.set_postfix({k: f"{logs[k]:.3g}" for k in ("train_return", "loss", "return_mean") if k in logs})
+        postfix = {k: f"{logs[k]:.3g}" for k in ("train_return", "loss", "return_mean") if k in logs}
+        postfix["left"] = _hours_text(hours_left(cfg, self.counters, self._rates["world_model"],
+                                                 self._rates.get("actor_critic")))
+        bar.set_postfix(postfix)
         if self.counters["epoch"] % train.checkpoint_every_epochs == 0:
             self.save_checkpoint()
 
-    def _updates(self, update: Callable[[], Logs], count: int, chunk: int = LOG_CHUNK) -> dict[str, float]:
+    def _updates(self, update: Callable[[], Logs], count: int, chunk: int = LOG_CHUNK,
+                 rate: str | None = None) -> dict[str, float]:
         """Run ``count`` updates; return their mean logs.
 
         The updates queue work on the device without waiting for it. Their logs are read once per ``chunk``
         updates (one transfer) and checked, so a diverged update stops the run within a chunk, before the
-        next checkpoint is written.
+        next checkpoint is written. ``rate`` names the updates/s to measure for the time left.
         """
         sums: dict[str, float] = {}
         for start in range(0, count, chunk):
             size = min(chunk, count - start)
-            logs = mean_logs([update() for _ in range(size)])
+            began = time.perf_counter()
+            logs = mean_logs([update() for _ in range(size)])  # reading the logs waits for the device
+            if rate is not None and rate not in self._rates:
+                self._rates[rate] = size / max(time.perf_counter() - began, 1e-9)
+                if rate == "world_model":
+                    self._say_time_left()
             if diverged := non_finite(logs):
                 raise FloatingPointError(f"epoch {self.counters['epoch']}: non-finite {', '.join(diverged)} "
                                          f"(logs: {logs}); the last good checkpoint in {self.run_dir} "
@@ -216,6 +235,19 @@ class Trainer:
             for key, value in logs.items():
                 sums[key] = sums.get(key, 0.0) + value * size
         return {key: value / count for key, value in sums.items()}
+
+    def _say_time_left(self) -> None:
+        """Once, after the run's first chunk of world-model updates: how long the rest will take here."""
+        # The chunk timed one part; a world-model update is all parts (diffusion, then reward/end).
+        rate = self._rates["world_model"] / len(self.wm_parts)
+        self._rates["world_model"] = rate
+        hours = hours_left(self.cfg, self.counters, rate, None)
+        message = (f"{rate:.3g} world-model updates/s on {self.device}: the rest of this run needs at least "
+                   f"{_hours_text(hours)} (its world-model updates alone)")
+        if self.device.type == "cpu" and hours > 24:
+            message += ("; a CPU is days away from a paper-scale run: the smoke and toy presets are made "
+                        "for a CPU, and a GPU runs this one (README)")
+        self._say(message, always=self.device.type == "cpu" and hours > 24)
 
     def _count_steps(self, steps: int, collector: Collector, bar: tqdm) -> None:
         self.counters["env_steps"] += steps
@@ -249,6 +281,7 @@ class Trainer:
     def final_evaluation(self) -> dict:
         """Play ``eval_episodes`` full games and write ``final_scores.json`` (what ``report`` reads)."""
         cfg = self.cfg
+        self._say(f"final evaluation: {cfg.eval_episodes} full episodes, one after the other")
         returns = evaluate(self.agent, cfg, cfg.eval_episodes, seed=FINAL_EVAL_SEED + cfg.seed)
         scores = {"method": METHOD_LABELS[cfg.method], "game": cfg.env.game_name, "seed": cfg.seed,
                   "episode_returns": returns, "env_steps": self.counters["env_steps"], "preset": cfg.preset,
@@ -324,3 +357,10 @@ class Trainer:
             print(message, file=sys.stderr)
         elif not self.quiet:
             tqdm.write(message)
+
+
+def _hours_text(hours: float) -> str:
+    """``"3 min"``, ``"2.5 h"`` or ``"3.1 days"``."""
+    if hours < 1:
+        return f"{hours * 60:.0f} min" if hours * 60 >= 1 else "<1 min"
+    return f"{hours:.1f} h" if hours < 48 else f"{hours / 24:.1f} days"
