@@ -1,4 +1,5 @@
-"""The configuration of a run: its sections, field by field, and the named presets.
+"""The configuration of a run: its sections, field by field (the named presets are in
+:mod:`jedi_core.presets`).
 
 A config is a tree of frozen dataclasses, one section per part of the method (environment, replay, world
 model, actor-critic, training schedule, performance). A *preset* is a function returning one (``smoke``,
@@ -14,11 +15,9 @@ parses, checks and serialises the tree is generic and lives in :mod:`jedi_core.c
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from jedi_core.configlib import ConfigError, apply_overrides, did_you_mean, option, validate
+from jedi_core.configlib import ConfigError, option
 
 # ----------------------------------------------------------------------------------------------
 # Sections
@@ -291,128 +290,6 @@ class Config:
 
 
 # ----------------------------------------------------------------------------------------------
-# Presets
-
-
-def atari100k() -> Config:
-    """Paper scale: the Atari100k protocol and budget."""
-    return Config(preset="atari100k")
-
-
-def diamond() -> Config:
-    """The pixel-diffusion baseline (DIAMOND) on the same protocol, for side-by-side comparison.
-
-    DIAMOND's 4-level U-Net on 64x64 frames, its CNN reward/end model, and its autoregressive step: the
-    second target always conditions on the (detached, 8-bit) first prediction.
-    """
-    cfg = atari100k()
-    world_model = dataclasses.replace(
-        cfg.world_model, switch_prob=1.0, switch_grad=False,
-        denoiser=dataclasses.replace(cfg.world_model.denoiser, channels=(64, 64, 64, 64), depths=(2, 2, 2, 2),
-                                     attention=(0, 0, 0, 0)),
-        reward_end=RewardEndConfig(channels=(32, 32, 32, 32), depths=(2, 2, 2, 2), attention=(0, 0, 0, 0)))
-    actor_critic = dataclasses.replace(cfg.actor_critic, channels=(32, 32, 64, 64), downsample=(1, 1, 1, 1))
-    return dataclasses.replace(cfg, preset="diamond", method="diamond", world_model=world_model,
-                               actor_critic=actor_critic)
-
-
-def colab() -> Config:
-    """One Colab GPU in a few hours: the full protocol on a reduced step budget."""
-    return dataclasses.replace(atari100k(), preset="colab", env_steps=25_000, eval_episodes=20)
-
-
-def smoke() -> Config:
-    """A real Atari game end to end in about a minute on a CPU: every code path, tiny numbers."""
-    world_model = WorldModelConfig(
-        encoder=EncoderConfig(channels=(8, 8, 8, 4)),
-        denoiser=DenoiserConfig(channels=(64,), depths=(2,), cond_channels=64),
-        # The CPU presets keep the input they were tuned with: at the toy game's lr 1e-3 the raw LSTM input
-        # saturates the gates (docs/fidelity.md, item 1).
-        reward_end=RewardEndConfig(channels=(16,), depths=(1,), cond_channels=16, lstm_dim=32,
-                                   lstm_input="normalized"),
-        segment_steps=7, probe_channels=(16, 16, 8), batch_size=8,
-        # Per sequence: in short CPU runs it learns better than per batch (docs/fidelity.md, item 8).
-        switch_per="sequence")
-    # The CPU presets keep the stem the shipped toy agent was trained with (docs/fidelity.md, item 11).
-    actor_critic = ActorCriticConfig(channels=(8, 16), stem_silu=True, lstm_dim=32, horizon=5, batch_size=8)
-    # A fixed 100 random steps: the 300-step schedule has no room for the minority-reward rule.
-    training = TrainingConfig(initial_random_steps=100, initial_minority_rewards=0, env_steps_per_epoch=50,
-                              world_model_updates=5, actor_critic_updates=5,
-                              first_epoch_world_model_updates=10, first_epoch_actor_critic_updates=5,
-                              final_training_epochs=1, eval_every_epochs=2,
-                              periodic_eval_episodes=1, checkpoint_every_epochs=1)
-    return dataclasses.replace(atari100k(), preset="smoke", env_steps=300, eval_episodes=1,
-                               env=dataclasses.replace(EnvConfig(), max_episode_frames=2_000),
-                               world_model=world_model, actor_critic=actor_critic, training=training)
-
-
-def smoke_diamond() -> Config:
-    """The pixel baseline at smoke size (tests and CI)."""
-    cfg = diamond()
-    world_model = dataclasses.replace(
-        smoke().world_model, switch_prob=1.0, switch_grad=False,
-        denoiser=DenoiserConfig(channels=(16, 16), depths=(1, 1), attention=(0, 0), cond_channels=32),
-        reward_end=RewardEndConfig(channels=(8, 8, 8, 8), depths=(1, 1, 1, 1), attention=(0, 0, 0, 0),
-                                   cond_channels=16, lstm_dim=32, lstm_input="normalized"))
-    actor_critic = dataclasses.replace(smoke().actor_critic, channels=(8, 8, 16, 16), downsample=(1, 1, 1, 1))
-    return dataclasses.replace(smoke(), preset="smoke_diamond", method=cfg.method, world_model=world_model,
-                               actor_critic=actor_critic)
-
-
-def toy() -> Config:
-    """The toy Catch game, learnt on a 2-core CPU in minutes (the learning test and the notebooks).
-
-    Smoke-sized models with a smaller denoiser, learning rates 10-20x the paper's (short runs), a first
-    epoch long enough for the reward model to learn what a catch looks like from random play (an
-    actor-critic trained on a reward model that has not yet learnt catches settles on a poor policy), and
-    a 10x entropy bonus that keeps the policy exploring while it recovers from such a start.
-    """
-    cfg = smoke()
-    world_model = dataclasses.replace(
-        cfg.world_model, lr=1e-3, warmup_steps=10, segment_steps=5, batch_size=16, updates="joint",
-        denoiser=dataclasses.replace(cfg.world_model.denoiser, channels=(32,), depths=(1,), cond_channels=32))
-    actor_critic = dataclasses.replace(cfg.actor_critic, horizon=7, batch_size=16, lr=2e-3, warmup_steps=10,
-                                       entropy_weight=1e-2)
-    training = dataclasses.replace(cfg.training, initial_random_steps=1_000, env_steps_per_epoch=100,
-                                   world_model_updates=20, actor_critic_updates=20,
-                                   first_epoch_world_model_updates=500, first_epoch_actor_critic_updates=50,
-                                   final_training_epochs=0, eval_every_epochs=2, periodic_eval_episodes=20,
-                                   checkpoint_every_epochs=5)
-    return dataclasses.replace(cfg, preset="toy", env_steps=4_000, eval_episodes=100,
-                               env=dataclasses.replace(cfg.env, kind="toy"), world_model=world_model,
-                               actor_critic=actor_critic, training=training)
-
-
-PRESETS: dict[str, Callable[[], Config]] = {
-    "smoke": smoke,
-    "smoke_diamond": smoke_diamond,
-    "toy": toy,
-    "colab": colab,
-    "atari100k": atari100k,
-    "diamond": diamond,
-}
-
-
-# ----------------------------------------------------------------------------------------------
-# Building
-
-
-def make_config(preset: str = "atari100k", overrides: Sequence[str] = ()) -> Config:
-    """Build a preset, apply ``key=value`` overrides, validate every field, return the config."""
-    if preset not in PRESETS:
-        raise ConfigError(f"unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}"
-                          + did_you_mean(preset, PRESETS))
-    cfg = apply_overrides(PRESETS[preset](), overrides)
-    validate(cfg)
-    if cfg.env.kind == "atari":  # "breakout" and "Breakout" are one game, one run folder, one resumable run
-        from jedi_core.envs.games import canonical_game_name
-
-        env = dataclasses.replace(cfg.env, game=canonical_game_name(cfg.env.game))
-        cfg = dataclasses.replace(cfg, env=env)
-    return cfg
-
-
-# ----------------------------------------------------------------------------------------------
 # Rules shared by sections
 
 
@@ -427,3 +304,10 @@ def _check_levels(section: str, channels: tuple[int, ...], depths: tuple[int, ..
     if not len(channels) == len(depths) == len(attention):
         raise ConfigError(f"{section}: channels, depths and attention need one entry per level, got "
                           f"{channels!r}, {depths!r}, {attention!r}")
+
+
+# The presets and make_config live in jedi_core.presets (they build on the classes above); imported last,
+# so that ``from jedi_core.config import make_config`` works wherever it is written.
+from jedi_core.presets import PRESETS, make_config  # noqa: E402
+
+__all__ = ["PRESETS", "make_config"]

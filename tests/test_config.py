@@ -28,7 +28,7 @@ def test_presets_change_numbers_not_structure():
 def test_overrides_parse_values_by_field_type():
     cfg = make_config("smoke", ["env.game=pong", "seed=7", "env.stochastic_frame_skip=true",
                                 "replay.sample_weights=0.25,0.25,0.25,0.25", "env.frame_skip_range=[3, 5]"])
-    assert cfg.env.game == "pong" and cfg.seed == 7 and cfg.env.stochastic_frame_skip is True
+    assert cfg.env.game == "Pong" and cfg.seed == 7 and cfg.env.stochastic_frame_skip is True
     assert cfg.replay.sample_weights == (0.25, 0.25, 0.25, 0.25)
     assert cfg.env.frame_skip_range == (3, 5)
 
