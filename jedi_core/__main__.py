@@ -197,7 +197,7 @@ def _evaluate(args: argparse.Namespace) -> None:
 
     if args.episodes < 1:
         raise ValueError(f"--episodes must be at least 1, got {args.episodes}")
-    cfg, agent, replay = load_run(args.run_dir, args.device)
+    cfg, agent, replay = load_run(args.run_dir, args.device, replay=args.video)  # only videos need it
     returns = evaluate(agent, cfg, args.episodes, seed=args.seed)
     print(f"{args.run_dir}: mean return {np.mean(returns):.2f} +- {np.std(returns):.2f} "
           f"over {len(returns)} episodes")

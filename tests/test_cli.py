@@ -75,6 +75,18 @@ def test_evaluate_command_scores_a_run_and_writes_its_videos(finished_toy_run, c
         assert int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)) == 4 * width
 
 
+def test_evaluate_without_video_needs_only_the_checkpoint(finished_toy_run, capsys):
+    from jedi_core.replay import REPLAY_INDEX
+    from jedi_core.training.run_dir import REPLAY_DIR
+
+    run_dir = finished_toy_run.run_dir
+    (run_dir / REPLAY_DIR / REPLAY_INDEX).write_text("{damaged")
+    assert main(["evaluate", str(run_dir), "--episodes", "2"]) == 0
+    assert "over 2 episodes" in capsys.readouterr().out
+    assert main(["evaluate", str(run_dir), "--episodes", "1", "--video"]) == 2  # the video needs the replay
+    assert REPLAY_INDEX in capsys.readouterr().err
+
+
 def test_evaluate_command_explains_a_folder_that_is_not_a_run(tmp_path, capsys):
     assert main(["evaluate", str(tmp_path)]) == 2
     assert "is it a run folder made by `train`" in capsys.readouterr().err

@@ -119,11 +119,13 @@ def check_resumable(path: Path, saved_config: dict, cfg: Config) -> None:
             f"settings (see {path.parent / CONFIG_FILE}) or choose another --run-dir")
 
 
-def load_run(run_dir: str | Path, device: str | None = None) -> tuple[Config, Agent, ReplayBuffer]:
-    """A run folder's config, its agent with the last checkpoint's weights, and its replay (to evaluate)."""
+def load_run(run_dir: str | Path, device: str | None = None, replay: bool = True
+             ) -> tuple[Config, Agent, ReplayBuffer | None]:
+    """A run folder's config, its agent with the last checkpoint's weights, and its replay (``None`` with
+    ``replay=False``: scoring an agent needs only the checkpoint, even where the replay is damaged)."""
     run_dir = Path(run_dir)
     cfg, agent, _ = _load_run_agent(run_dir, device)
-    return cfg, agent, ReplayBuffer.load(run_dir / REPLAY_DIR)
+    return cfg, agent, ReplayBuffer.load(run_dir / REPLAY_DIR) if replay else None
 
 
 def export_agent(run_dir: str | Path, path: str | Path) -> Path:
