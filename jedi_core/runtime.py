@@ -76,14 +76,26 @@ def seed_everything(seed: int) -> np.random.Generator:
 # Files
 
 
+def write_durably(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` and flush it to disk; a failure (a full disk, a kill) removes the part
+    written."""
+    path = Path(path)
+    try:
+        with open(path, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``path``, flush it to disk, then rename it over ``path``."""
+    """Write ``data`` to a temporary file beside ``path``, flush it to disk, then rename it over ``path``: the
+    old file stays whole until the new one is."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
+    write_durably(tmp, data)
     os.replace(tmp, path)
 
 

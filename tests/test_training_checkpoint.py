@@ -161,3 +161,46 @@ def test_a_damaged_newest_checkpoint_is_named_and_the_run_resumes_from_the_previ
         Trainer(cfg, run_dir, quiet=True).load_checkpoint()
     status = main(["evaluate", str(run_dir), "--episodes", "1"])
     assert status == 2 and "start the run again by deleting" in capsys.readouterr().err  # no traceback
+
+
+def test_a_full_disk_stops_with_one_message_and_leaves_the_last_checkpoint(finished_toy_run, monkeypatch):
+    import errno
+    import os
+
+    import numpy as np
+
+    from jedi_core.training import checkpoint as checkpoint_module
+    from jedi_core.training.checkpoint import CheckpointWriteError
+    from jedi_core.training.run_dir import PREVIOUS_CHECKPOINT_FILE, REPLAY_DIR
+
+    cfg, run_dir, _ = finished_toy_run
+    trainer = Trainer(cfg, _resumable(run_dir), quiet=True)
+    trainer.load_checkpoint()
+    episode = trainer.replay.new_episode(np.zeros((64, 64, 3), np.uint8))  # something new for the save
+    episode.append(0, 0.0, np.zeros((64, 64, 3), np.uint8))
+
+    def snapshot():
+        files = [*run_dir.iterdir(), *(run_dir / REPLAY_DIR).iterdir()]
+        return {path: path.read_bytes() for path in files if path.is_file()}
+
+    before = snapshot()
+
+    def disk_full(*args):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    for where in ("replay", "checkpoint"):  # full while writing the replay's episode, or the checkpoint
+        if where == "replay":
+            monkeypatch.setattr(os, "fsync", disk_full)
+        else:
+            monkeypatch.setattr(checkpoint_module, "write_durably", disk_full)
+        expected = (r"No space left on device.*what this save had written is removed and the last "
+                    r"checkpoint \(checkpoint.pt\) is intact.*run the same command to resume")
+        with pytest.raises(CheckpointWriteError, match=expected):
+            trainer.save_checkpoint()
+        monkeypatch.undo()
+        after = snapshot()
+        for name in (CHECKPOINT_FILE, PREVIOUS_CHECKPOINT_FILE):
+            assert after[run_dir / name] == before[run_dir / name]
+        assert not [path for path in after if path.name.endswith(".tmp")]
+        if where == "replay":
+            assert after == before  # the new episode's file went with the failed save

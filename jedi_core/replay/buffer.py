@@ -105,15 +105,28 @@ class ReplayBuffer:
         if self._saved_dir != directory.resolve():
             self._saved = {}
         entries = []
-        for index, episode in enumerate(self.episodes):
-            entry = self._saved.get(index)
-            unchanged = entry is not None and entry["num_steps"] == episode.num_steps \
-                and entry["finished"] == episode.finished
-            if not unchanged:
-                entry = _write_episode(directory, index, episode)
-            entries.append(entry)
-        index_data = {"format": REPLAY_FORMAT, "version": REPLAY_VERSION, "episodes": entries}
-        atomic_write_bytes(directory / REPLAY_INDEX, json.dumps(index_data, indent=1).encode())
+        written = []
+        try:
+            for index, episode in enumerate(self.episodes):
+                entry = self._saved.get(index)
+                unchanged = entry is not None and entry["num_steps"] == episode.num_steps \
+                    and entry["finished"] == episode.finished
+                if not unchanged:
+                    entry = _write_episode(directory, index, episode)
+                    written.append(entry["file"])
+                entries.append(entry)
+            index_data = {"format": REPLAY_FORMAT, "version": REPLAY_VERSION, "episodes": entries}
+            atomic_write_bytes(directory / REPLAY_INDEX, json.dumps(index_data, indent=1).encode())
+        except BaseException:
+            # The old index still stands: remove what this save wrote for the new one (a full disk stays
+            # full otherwise), keeping every file the old index names.
+            referenced = {entry["file"] for entry in self._saved.values()}
+            for name in written:
+                if name not in referenced:
+                    (directory / name).unlink(missing_ok=True)
+            for path in directory.glob("*.tmp"):
+                path.unlink(missing_ok=True)
+            raise
         # Only now, with the new index in place, are files of older saves unreferenced.
         keep = {entry["file"] for entry in entries}
         for path in list(directory.glob("episode_*.npz")) + list(directory.glob("*.tmp")):

@@ -21,7 +21,7 @@ from jedi_core.config import Config
 from jedi_core.configlib import apply_overrides, from_dict, to_dict
 from jedi_core.envs import env_num_actions
 from jedi_core.replay import ReplayBuffer
-from jedi_core.runtime import atomic_write_bytes, resolve_device
+from jedi_core.runtime import atomic_write_bytes, resolve_device, write_durably
 from jedi_core.training.run_dir import (
     CHECKPOINT_FILE,
     CONFIG_FILE,
@@ -45,6 +45,10 @@ class IncompatibleCheckpoint(RuntimeError):
     """A checkpoint written by another config or another checkpoint version."""
 
 
+class CheckpointWriteError(RuntimeError):
+    """A checkpoint could not be written (a full disk, a lost mount); the last one is left as it was."""
+
+
 class DamagedCheckpoint(RuntimeError):
     """A checkpoint file that cannot be read (empty, cut short, overwritten); ``reason`` names it and why."""
 
@@ -57,11 +61,22 @@ def write_checkpoint(run_dir: Path, replay: ReplayBuffer, state: dict, keep_prev
     """Save the replay (its own atomic index), then ``state`` in one atomically written file; the checkpoint
     it replaces is kept as ``checkpoint.prev.pt`` (:func:`read_run_checkpoint` falls back to it), unless
     ``keep_previous`` is off (the one it replaces is damaged: the previous one is then the one to keep)."""
-    replay.save(run_dir / REPLAY_DIR)
     newest = run_dir / CHECKPOINT_FILE
+    try:
+        replay.save(run_dir / REPLAY_DIR)
+        # The new checkpoint is written whole beside the old one before either is renamed.
+        tmp = newest.with_name(newest.name + ".tmp")
+        write_durably(tmp, _state_bytes(state))
+    except OSError as error:
+        saved = [name for name in (CHECKPOINT_FILE, PREVIOUS_CHECKPOINT_FILE) if (run_dir / name).is_file()]
+        intact = f"the last checkpoint ({saved[0]}) is intact" if saved else "no checkpoint was saved before"
+        raise CheckpointWriteError(f"could not save a checkpoint in {run_dir} ({error}); what this save had "
+                                   f"written is removed and {intact}; free some space (or fix the folder) "
+                                   "and run the same command to resume") from error
     if keep_previous and newest.is_file():
         os.replace(newest, run_dir / PREVIOUS_CHECKPOINT_FILE)
-    return _write_state(newest, state)
+    os.replace(tmp, newest)
+    return newest
 
 
 def read_run_checkpoint(run_dir: Path, device: torch.device) -> tuple[dict, Path, str | None]:
@@ -182,11 +197,16 @@ def _with_device(cfg: Config, device: str | None) -> Config:
     return cfg if device is None else apply_overrides(cfg, [f"device={device}"])
 
 
-def _write_state(path: Path, state: dict) -> Path:
-    """Write ``state`` atomically, stamped with the checkpoint version and the jedi_core that wrote it."""
+def _state_bytes(state: dict) -> bytes:
+    """``state`` serialised, stamped with the checkpoint version and the jedi_core that wrote it."""
     buffer = io.BytesIO()
     torch.save({"version": CHECKPOINT_VERSION, "jedi_core": jedi_core.__version__, **state}, buffer)
-    atomic_write_bytes(path, buffer.getvalue())
+    return buffer.getvalue()
+
+
+def _write_state(path: Path, state: dict) -> Path:
+    """Write ``state`` atomically (:func:`_state_bytes`)."""
+    atomic_write_bytes(path, _state_bytes(state))
     return path
 
 
