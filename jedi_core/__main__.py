@@ -198,14 +198,14 @@ def _evaluate(args: argparse.Namespace) -> None:
     if args.episodes < 1:
         raise ValueError(f"--episodes must be at least 1, got {args.episodes}")
     cfg, agent, replay = load_run(args.run_dir, args.device, replay=args.video)  # only videos need it
-    returns = evaluate(agent, cfg, args.episodes, seed=args.seed)
+    returns = evaluate(agent, cfg, args.episodes, seed=args.seed, progress=True)
     print(f"{args.run_dir}: mean return {np.mean(returns):.2f} +- {np.std(returns):.2f} "
           f"over {len(returns)} episodes")
     if args.video:
         from jedi_core.analysis.video import write_videos
 
         for path in write_videos(agent, cfg, Path(args.run_dir) / "videos", args.seed, replay,
-                                 args.probe_updates).values():
+                                 args.probe_updates, progress=True).values():
             print(f"wrote {path}")
 
 

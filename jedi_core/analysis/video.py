@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
+from tqdm.auto import tqdm
 
 from jedi_core.agent import Agent, EpisodeRecording, play_episode
 from jedi_core.config import Config
@@ -34,8 +35,9 @@ TOY_FPS = 4
 
 
 def fit_decoder_probe(world_model: WorldModel, replay: ReplayBuffer, updates: int = 500, batch_size: int = 32,
-                      seed: int = 0) -> DecoderProbe:
-    """Train a fresh :class:`DecoderProbe` on detached latents of replay frames (the encoder is untouched)."""
+                      seed: int = 0, progress: bool = False) -> DecoderProbe:
+    """Train a fresh :class:`DecoderProbe` on detached latents of replay frames (the encoder is untouched);
+    ``progress`` shows a bar (minutes on a CPU at paper scale)."""
     device = next(world_model.parameters()).device
     probe = DecoderProbe(world_model.latent_shape[0], world_model.cfg.probe_channels).to(device)
     optimizer = torch.optim.Adam(probe.parameters(), lr=1e-3)
@@ -43,7 +45,8 @@ def fit_decoder_probe(world_model: WorldModel, replay: ReplayBuffer, updates: in
     lengths = np.array([len(episode.obs) for episode in episodes])
     rng = np.random.default_rng(seed)
     world_model.eval()
-    for _ in range(updates):
+    for _ in tqdm(range(updates), desc="fitting a decoder probe for the video", unit="update",
+                  disable=not progress):
         chosen = rng.choice(len(episodes), size=batch_size, p=lengths / lengths.sum())  # uniform over frames
         picked = np.stack([episodes[i].obs[rng.integers(lengths[i])] for i in chosen])
         batch = frames_to_float(torch.from_numpy(picked).to(device))
@@ -108,10 +111,12 @@ def write_mp4(path: str | Path, frames: np.ndarray, fps: int = 15, scale: int = 
 
 
 def write_videos(agent: Agent, cfg: Config, out_dir: str | Path, seed: int,
-                 replay: ReplayBuffer | None = None, probe_updates: int = 500) -> dict[str, Path]:
+                 replay: ReplayBuffer | None = None, probe_updates: int = 500,
+                 progress: bool = False) -> dict[str, Path]:
     """``agent.mp4`` and ``agent_vs_imagination.mp4`` of one evaluation episode, in ``out_dir``.
 
-    A JEDI run without a decoder probe gets one fitted on ``replay`` for ``probe_updates`` updates.
+    A JEDI run without a decoder probe gets one fitted on ``replay`` for ``probe_updates`` updates
+    (``progress``: with a progress bar).
     """
     out_dir = Path(out_dir)
     env = make_env(cfg.env)
@@ -125,7 +130,7 @@ def write_videos(agent: Agent, cfg: Config, out_dir: str | Path, seed: int,
             if replay is None or not replay.episodes:
                 raise ValueError("JEDI's imagined latents need a decoder probe to be drawn: this run has "
                                  "none and no replay to fit one on")
-            probe = fit_decoder_probe(world_model, replay, probe_updates, seed=seed)
+            probe = fit_decoder_probe(world_model, replay, probe_updates, seed=seed, progress=progress)
     imagined = imagine_episode(world_model, recording, probe, seed=seed)
     fps = ATARI_FPS // cfg.env.frame_skip if cfg.env.kind == "atari" else TOY_FPS
     return {"agent": write_mp4(out_dir / "agent.mp4", recording.frames, fps),

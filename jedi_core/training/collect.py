@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gymnasium as gym
 import numpy as np
+from tqdm.auto import tqdm
 
 from jedi_core.agent import Agent, play_episode
 from jedi_core.config import Config, EnvConfig
@@ -104,9 +105,11 @@ class Collector:
 
 
 def evaluate(agent: Agent, cfg: Config, episodes: int, seed: int,
-             max_steps: int | None = None) -> list[float]:
-    """Mean-return protocol: full episodes (lost lives do not end them), sampled policy, epsilon 0."""
+             max_steps: int | None = None, progress: bool = False) -> list[float]:
+    """Mean-return protocol: full episodes (lost lives do not end them), sampled policy, epsilon 0;
+    ``progress`` shows a bar over the episodes (a hundred Atari games take minutes to an hour)."""
     env = make_env(cfg.env)
-    returns = [play_episode(agent, env, seed + index, max_steps).total_reward for index in range(episodes)]
+    returns = [play_episode(agent, env, seed + index, max_steps).total_reward
+               for index in tqdm(range(episodes), desc="evaluation", unit="episode", disable=not progress)]
     env.close()
     return returns

@@ -281,8 +281,8 @@ class Trainer:
     def final_evaluation(self) -> dict:
         """Play ``eval_episodes`` full games and write ``final_scores.json`` (what ``report`` reads)."""
         cfg = self.cfg
-        self._say(f"final evaluation: {cfg.eval_episodes} full episodes, one after the other")
-        returns = evaluate(self.agent, cfg, cfg.eval_episodes, seed=FINAL_EVAL_SEED + cfg.seed)
+        returns = evaluate(self.agent, cfg, cfg.eval_episodes, seed=FINAL_EVAL_SEED + cfg.seed,
+                           progress=not self.quiet)
         scores = {"method": METHOD_LABELS[cfg.method], "game": cfg.env.game_name, "seed": cfg.seed,
                   "episode_returns": returns, "env_steps": self.counters["env_steps"], "preset": cfg.preset,
                   "jedi_core": jedi_core.__version__}
