@@ -276,3 +276,25 @@ def test_time_left_counts_the_updates_still_to_run():
     done = {"world_model_updates": world_model, "actor_critic_updates": actor_critic}
     assert hours_left(cfg, done, 10.0, 2.0) == 0.0
     assert [_hours_text(h) for h in (0.001, 0.5, 2.0, 72.0)] == ["<1 min", "30 min", "2.0 h", "3.0 days"]
+
+
+def test_a_stop_in_mid_collection_saves_the_reset_count_the_replay_has_seen(tmp_path, monkeypatch,
+                                                                             toy_run_overrides):
+    from jedi_core.training import collect
+
+    cfg = make_config("smoke", toy_run_overrides)
+    step, calls = collect.step_and_record, {"n": 0}
+
+    def stopped(*args):  # Ctrl-C in the middle of the initial random collection, several games in
+        calls["n"] += 1
+        if calls["n"] == 30:
+            raise KeyboardInterrupt
+        return step(*args)
+
+    monkeypatch.setattr(collect, "step_and_record", stopped)
+    trainer = Trainer(cfg, tmp_path, quiet=True)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.run()
+    saved = torch.load(tmp_path / CHECKPOINT_FILE, weights_only=False)["counters"]
+    games_started = len(ReplayBuffer.load(tmp_path / REPLAY_DIR).episodes)
+    assert games_started > 1 and saved["collector_resets"] == games_started  # no reset seed used twice

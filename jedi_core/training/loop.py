@@ -97,6 +97,7 @@ class Trainer:
         self._unlogged_epoch: dict[str, int] | None = None  # the counters before the epoch in progress
         self._newest_damaged = False  # resumed from checkpoint.prev.pt because checkpoint.pt is damaged
         self._rates: dict[str, float] = {}  # measured updates per second, for the time left
+        self._collector: Collector | None = None  # the run's, once it runs
         self._saved_counters: dict[str, int] | None = None  # as of the last save
 
     # -- the loop -------------------------------------------------------------------------------
@@ -126,6 +127,7 @@ class Trainer:
         train = cfg.training
         collector = Collector(cfg, self.replay, self.agent, cfg.seed,
                               resets=self.counters["collector_resets"])
+        self._collector = collector
         # tqdm's own remaining time would count env steps, which go fast while the updates take nearly all
         # of a run: the "left" field counts updates instead (Trainer._epoch).
         bar = tqdm(total=cfg.env_steps, initial=self.counters["env_steps"], unit="step", disable=self.quiet,
@@ -297,6 +299,8 @@ class Trainer:
         # An epoch cut short (Ctrl-C, a stop signal) is saved as not yet begun, so the resumed run trains it
         # again and logs it once; its env steps and updates so far are kept.
         counters = {**self.counters, **(self._unlogged_epoch or {})}
+        if self._collector is not None:  # live: a stop in mid-collection has reset the env since the count
+            counters["collector_resets"] = self._collector.resets
         state = {"config": to_dict(self.cfg),
                  "counters": counters,
                  "agent": self.agent.state_dict(),
