@@ -203,9 +203,11 @@ def _evaluate(args: argparse.Namespace) -> None:
           f"over {len(returns)} episodes")
     if args.video:
         from jedi_core.analysis.video import write_videos
+        from jedi_core.training.run_dir import PROBE_FILE
 
         for path in write_videos(agent, cfg, Path(args.run_dir) / "videos", args.seed, replay,
-                                 args.probe_updates, progress=True).values():
+                                 args.probe_updates, progress=True,
+                                 probe_file=Path(args.run_dir) / PROBE_FILE).values():
             print(f"wrote {path}")
 
 

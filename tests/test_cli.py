@@ -6,6 +6,7 @@ import sys
 
 import cv2
 import pytest
+import torch
 
 from jedi_core.__main__ import main
 
@@ -73,6 +74,32 @@ def test_evaluate_command_scores_a_run_and_writes_its_videos(finished_toy_run, c
         capture = cv2.VideoCapture(str(run_dir / "videos" / name))
         assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 8  # one Catch episode: 7 steps, 8 frames
         assert int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)) == 4 * width
+
+
+def test_evaluate_video_fits_the_decoder_probe_once_and_reuses_it(finished_toy_run, capsys, monkeypatch):
+    from jedi_core.analysis import video
+    from jedi_core.training.run_dir import PROBE_FILE
+
+    run_dir = finished_toy_run.run_dir
+    command = ["evaluate", str(run_dir), "--episodes", "1", "--video", "--probe-updates", "3"]
+    assert main(command) == 0 and (run_dir / PROBE_FILE).is_file()
+
+    def no_fit(*args, **kwargs):
+        raise AssertionError("the saved probe fits this encoder: no new fit")
+
+    monkeypatch.setattr(video, "fit_decoder_probe", no_fit)
+    assert main(command) == 0
+    saved = torch.load(run_dir / PROBE_FILE, weights_only=True)
+    assert saved["updates"] == 3 and (run_dir / "videos" / "agent_vs_imagination.mp4").is_file()
+    monkeypatch.undo()
+    fits, fit = [], video.fit_decoder_probe
+
+    def counted_fit(*args, **kwargs):
+        fits.append(1)
+        return fit(*args, **kwargs)
+
+    monkeypatch.setattr(video, "fit_decoder_probe", counted_fit)
+    assert main([*command[:-1], "4"]) == 0 and fits == [1]  # another number of updates: fitted again
 
 
 def test_evaluate_without_video_needs_only_the_checkpoint(finished_toy_run, capsys):

@@ -11,6 +11,8 @@ latents and never trains the encoder. A run trained without the probe gets one f
 
 from __future__ import annotations
 
+import hashlib
+import io
 import os
 from pathlib import Path
 
@@ -24,6 +26,7 @@ from jedi_core.agent import Agent, EpisodeRecording, play_episode
 from jedi_core.config import Config
 from jedi_core.envs import make_env
 from jedi_core.replay import ReplayBuffer, frames_to_float
+from jedi_core.runtime import atomic_write_bytes
 from jedi_core.world_model import DecoderProbe, WorldModel
 
 #: Longest episode a video shows: 2,000 agent steps, about a 2-minute video at an Atari run's frame rate.
@@ -112,11 +115,12 @@ def write_mp4(path: str | Path, frames: np.ndarray, fps: int = 15, scale: int = 
 
 def write_videos(agent: Agent, cfg: Config, out_dir: str | Path, seed: int,
                  replay: ReplayBuffer | None = None, probe_updates: int = 500,
-                 progress: bool = False) -> dict[str, Path]:
+                 progress: bool = False, probe_file: str | Path | None = None) -> dict[str, Path]:
     """``agent.mp4`` and ``agent_vs_imagination.mp4`` of one evaluation episode, in ``out_dir``.
 
     A JEDI run without a decoder probe gets one fitted on ``replay`` for ``probe_updates`` updates
-    (``progress``: with a progress bar).
+    (``progress``: with a progress bar). With ``probe_file`` the fitted probe is saved there and reused by
+    the next call, as long as the encoder's weights and ``probe_updates`` are the same.
     """
     out_dir = Path(out_dir)
     env = make_env(cfg.env)
@@ -130,12 +134,45 @@ def write_videos(agent: Agent, cfg: Config, out_dir: str | Path, seed: int,
             if replay is None or not replay.episodes:
                 raise ValueError("JEDI's imagined latents need a decoder probe to be drawn: this run has "
                                  "none and no replay to fit one on")
-            probe = fit_decoder_probe(world_model, replay, probe_updates, seed=seed, progress=progress)
+            probe = _cached_probe(world_model, probe_file, probe_updates)
+            if probe is None:
+                probe = fit_decoder_probe(world_model, replay, probe_updates, seed=seed, progress=progress)
+                if probe_file is not None:
+                    state = {"encoder": _encoder_digest(world_model), "updates": probe_updates,
+                             "probe": probe.state_dict()}
+                    buffer = io.BytesIO()
+                    torch.save(state, buffer)
+                    atomic_write_bytes(probe_file, buffer.getvalue())
     imagined = imagine_episode(world_model, recording, probe, seed=seed)
     fps = ATARI_FPS // cfg.env.frame_skip if cfg.env.kind == "atari" else TOY_FPS
     return {"agent": write_mp4(out_dir / "agent.mp4", recording.frames, fps),
             "agent_vs_imagination": write_mp4(out_dir / "agent_vs_imagination.mp4",
                                               side_by_side(recording.frames, imagined), fps)}
+
+
+def _encoder_digest(world_model: WorldModel) -> str:
+    """A fingerprint of the encoder's weights: a probe fitted on its latents fits no other encoder."""
+    digest = hashlib.sha256()
+    for tensor in world_model.encoder.state_dict().values():
+        digest.update(tensor.detach().cpu().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _cached_probe(world_model: WorldModel, probe_file: str | Path | None, updates: int
+                  ) -> DecoderProbe | None:
+    """The probe saved in ``probe_file`` if it was fitted on this encoder for as many updates, else None."""
+    if probe_file is None or not Path(probe_file).is_file():
+        return None
+    try:
+        state = torch.load(probe_file, map_location="cpu", weights_only=True)
+    except Exception:  # a damaged cache is fitted again
+        return None
+    if state.get("encoder") != _encoder_digest(world_model) or state.get("updates") != updates:
+        return None
+    device = next(world_model.parameters()).device
+    probe = DecoderProbe(world_model.latent_shape[0], world_model.cfg.probe_channels)
+    probe.load_state_dict(state["probe"])
+    return probe.to(device).eval()
 
 
 @torch.no_grad()
