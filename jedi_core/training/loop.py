@@ -98,6 +98,8 @@ class Trainer:
         self._newest_damaged = False  # resumed from checkpoint.prev.pt because checkpoint.pt is damaged
         self._rates: dict[str, float] = {}  # measured updates per second, for the time left
         self._collector: Collector | None = None  # the run's, once it runs
+        self._bar: tqdm | None = None  # the run's progress bar, once it runs
+        self._bar_title = f"{cfg.method} {cfg.env.game_name}"
         self._saved_counters: dict[str, int] | None = None  # as of the last save
 
     # -- the loop -------------------------------------------------------------------------------
@@ -131,8 +133,9 @@ class Trainer:
         # tqdm's own remaining time would count env steps, which go fast while the updates take nearly all
         # of a run: the "left" field counts updates instead (Trainer._epoch).
         bar = tqdm(total=cfg.env_steps, initial=self.counters["env_steps"], unit="step", disable=self.quiet,
-                   desc=f"{cfg.method} {cfg.env.game_name}",
+                   desc=self._bar_title,
                    bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} env steps [{elapsed}{postfix}]")
+        self._bar = bar
         with stop_signals_as_interrupts():  # SIGTERM and SIGUSR2 save and stop as Ctrl-C does
             try:
                 if self.counters["epoch"] == 0:
@@ -192,10 +195,11 @@ class Trainer:
         started_updates = time.perf_counter()
         for part in self.wm_parts:  # separate updates: diffusion, then reward/end (Algorithm 1)
             logs.update(self._updates(functools.partial(self.train_world_model, part), wm_updates,
-                                      rate="world_model"))
+                                      rate="world_model", label=f"epoch {self.counters['epoch']}: {part}"))
         world_model_done = time.perf_counter()
         self._rates["world_model"] = wm_updates / max(world_model_done - started_updates, 1e-9)
-        logs.update(self._updates(self.train_actor_critic, ac_updates, rate="actor_critic"))
+        logs.update(self._updates(self.train_actor_critic, ac_updates, rate="actor_critic",
+                                  label=f"epoch {self.counters['epoch']}: actor-critic"))
         self._rates["actor_critic"] = ac_updates / max(time.perf_counter() - world_model_done, 1e-9)
         if train.eval_every_epochs and self.counters["epoch"] % train.eval_every_epochs == 0:
             returns = evaluate(self.agent, cfg, train.periodic_eval_episodes,
@@ -214,18 +218,21 @@ class Trainer:
             self.save_checkpoint()
 
     def _updates(self, update: Callable[[], Logs], count: int, chunk: int = LOG_CHUNK,
-                 rate: str | None = None) -> dict[str, float]:
+                 rate: str | None = None, label: str = "") -> dict[str, float]:
         """Run ``count`` updates; return their mean logs.
 
         The updates queue work on the device without waiting for it. Their logs are read once per ``chunk``
         updates (one transfer) and checked, so a diverged update stops the run within a chunk, before the
-        next checkpoint is written. ``rate`` names the updates/s to measure for the time left.
+        next checkpoint is written. ``rate`` names the updates/s to measure for the time left; ``label``
+        shows on the progress bar with the updates done, chunk by chunk (a first epoch is 10,000 of them).
         """
         sums: dict[str, float] = {}
         for start in range(0, count, chunk):
             size = min(chunk, count - start)
             began = time.perf_counter()
             logs = mean_logs([update() for _ in range(size)])  # reading the logs waits for the device
+            if label and self._bar is not None:
+                self._bar.set_description(f"{self._bar_title} | {label} {start + size}/{count}")
             if rate is not None and rate not in self._rates:
                 self._rates[rate] = size / max(time.perf_counter() - began, 1e-9)
                 if rate == "world_model":
