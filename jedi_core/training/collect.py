@@ -32,6 +32,13 @@ def step_and_record(env: gym.Env, episode: Episode, action: int) -> tuple[np.nda
     return obs, float(reward), terminated or truncated
 
 
+def start_next_life(replay: ReplayBuffer, episode: Episode, obs: np.ndarray) -> Episode:
+    """A life was lost and the game plays on: end ``episode`` there and start the next one from ``obs``, the
+    frame the lost life ended on (DIAMOND's training episodes are single lives)."""
+    episode.finish_at_life_loss()
+    return replay.new_episode(obs)
+
+
 def collect_random_steps(env_cfg: EnvConfig, num_steps: int, seed: int, replay: ReplayBuffer | None = None,
                          split_at_life_loss: bool = False) -> ReplayBuffer:
     """Play ``num_steps`` uniformly random actions and record every transition (life-loss flags included);
@@ -48,8 +55,7 @@ def collect_random_steps(env_cfg: EnvConfig, num_steps: int, seed: int, replay: 
             obs, _ = env.reset()
             episode = replay.new_episode(obs)
         elif split_at_life_loss and episode.life_loss[-1]:
-            episode.finish_at_life_loss()
-            episode = replay.new_episode(obs)
+            episode = start_next_life(replay, episode, obs)
     env.close()
     return replay
 
@@ -99,8 +105,7 @@ class Collector:
     def _next_life(self) -> None:
         """A life was lost and the game goes on: a new replay episode from this frame, the actor's memory
         zeroed. The game's return keeps adding up across lives."""
-        self.episode.finish_at_life_loss()
-        self.episode = self.replay.new_episode(self.obs)
+        self.episode = start_next_life(self.replay, self.episode, self.obs)
         self.state = self.agent.initial_state(1)
 
 

@@ -96,11 +96,10 @@ class Trainer:
         self.recent_returns: list[float] = []
         self._unlogged_epoch: dict[str, int] | None = None  # the counters before the epoch in progress
         self._newest_damaged = False  # resumed from checkpoint.prev.pt because checkpoint.pt is damaged
-        self._rates: dict[str, float] = {}  # measured updates per second, for the time left
+        self._rates: dict[str, float] = {}  # updates/s measured over the last epoch, for the time left
         self._collector: Collector | None = None  # the run's, once it runs
         self._bar: tqdm | None = None  # the run's progress bar, once it runs
         self._bar_title = f"{cfg.method} {cfg.env.game_name}"
-        self._saved_counters: dict[str, int] | None = None  # as of the last save
 
     # -- the loop -------------------------------------------------------------------------------
 
@@ -143,7 +142,7 @@ class Trainer:
                 while (self.counters["final_epochs"] < train.final_training_epochs
                        or self.counters["env_steps"] < cfg.env_steps):
                     self._epoch(collector, bar)
-                if self._saved_counters != self.counters:  # the last epoch may have saved already
+                if self.counters["epoch"] % train.checkpoint_every_epochs:  # else the last epoch saved
                     self.save_checkpoint()
             except KeyboardInterrupt as stop:
                 self.save_checkpoint()
@@ -195,10 +194,11 @@ class Trainer:
         started_updates = time.perf_counter()
         for part in self.wm_parts:  # separate updates: diffusion, then reward/end (Algorithm 1)
             logs.update(self._updates(functools.partial(self.train_world_model, part), wm_updates,
-                                      rate="world_model", label=f"epoch {self.counters['epoch']}: {part}"))
+                                      label=f"epoch {self.counters['epoch']}: {part}",
+                                      announce_rate=part == self.wm_parts[0]))
         world_model_done = time.perf_counter()
         self._rates["world_model"] = wm_updates / max(world_model_done - started_updates, 1e-9)
-        logs.update(self._updates(self.train_actor_critic, ac_updates, rate="actor_critic",
+        logs.update(self._updates(self.train_actor_critic, ac_updates,
                                   label=f"epoch {self.counters['epoch']}: actor-critic"))
         self._rates["actor_critic"] = ac_updates / max(time.perf_counter() - world_model_done, 1e-9)
         if train.eval_every_epochs and self.counters["epoch"] % train.eval_every_epochs == 0:
@@ -212,19 +212,20 @@ class Trainer:
         self._log({**self.counters, **logs})
         postfix = {k: f"{logs[k]:.3g}" for k in ("train_return", "loss", "return_mean") if k in logs}
         postfix["left"] = _hours_text(hours_left(cfg, self.counters, self._rates["world_model"],
-                                                 self._rates.get("actor_critic")))
+                                                 self._rates["actor_critic"]))
         bar.set_postfix(postfix)
         if self.counters["epoch"] % train.checkpoint_every_epochs == 0:
             self.save_checkpoint()
 
-    def _updates(self, update: Callable[[], Logs], count: int, chunk: int = LOG_CHUNK,
-                 rate: str | None = None, label: str = "") -> dict[str, float]:
+    def _updates(self, update: Callable[[], Logs], count: int, chunk: int = LOG_CHUNK, label: str = "",
+                 announce_rate: bool = False) -> dict[str, float]:
         """Run ``count`` updates; return their mean logs.
 
         The updates queue work on the device without waiting for it. Their logs are read once per ``chunk``
         updates (one transfer) and checked, so a diverged update stops the run within a chunk, before the
-        next checkpoint is written. ``rate`` names the updates/s to measure for the time left; ``label``
-        shows on the progress bar with the updates done, chunk by chunk (a first epoch is 10,000 of them).
+        next checkpoint is written. ``label`` shows on the progress bar with the updates done, chunk by chunk
+        (a first epoch is 10,000 of them). With ``announce_rate``, the first chunk timed before any epoch of
+        this process has ended gives the time-left message (:meth:`_say_time_left`).
         """
         sums: dict[str, float] = {}
         for start in range(0, count, chunk):
@@ -233,10 +234,9 @@ class Trainer:
             logs = mean_logs([update() for _ in range(size)])  # reading the logs waits for the device
             if label and self._bar is not None:
                 self._bar.set_description(f"{self._bar_title} | {label} {start + size}/{count}")
-            if rate is not None and rate not in self._rates:
-                self._rates[rate] = size / max(time.perf_counter() - began, 1e-9)
-                if rate == "world_model":
-                    self._say_time_left()
+            if announce_rate and start == 0 and not self._rates:
+                # One part of the world-model update was timed; an update is all of its parts.
+                self._say_time_left(size / max(time.perf_counter() - began, 1e-9) / len(self.wm_parts))
             if diverged := non_finite(logs):
                 raise FloatingPointError(f"epoch {self.counters['epoch']}: non-finite {', '.join(diverged)} "
                                          f"(logs: {logs}); the last good checkpoint in {self.run_dir} "
@@ -245,11 +245,8 @@ class Trainer:
                 sums[key] = sums.get(key, 0.0) + value * size
         return {key: value / count for key, value in sums.items()}
 
-    def _say_time_left(self) -> None:
-        """Once, after the run's first chunk of world-model updates: how long the rest will take here."""
-        # The chunk timed one part; a world-model update is all parts (diffusion, then reward/end).
-        rate = self._rates["world_model"] / len(self.wm_parts)
-        self._rates["world_model"] = rate
+    def _say_time_left(self, rate: float) -> None:
+        """How long the rest of the run will take here, from a first measured world-model update ``rate``."""
         hours = hours_left(self.cfg, self.counters, rate, None)
         message = (f"{rate:.3g} world-model updates/s on {self.device}: the rest of this run needs at least "
                    f"{_hours_text(hours)} (its world-model updates alone)")
@@ -321,7 +318,6 @@ class Trainer:
             state["cuda_rng"] = torch.cuda.get_rng_state_all()
         path = write_checkpoint(self.run_dir, self.replay, state, keep_previous=not self._newest_damaged)
         self._newest_damaged = False
-        self._saved_counters = dict(self.counters)
         return path
 
     def load_checkpoint(self) -> None:
