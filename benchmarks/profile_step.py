@@ -7,6 +7,7 @@ Each is run twice to warm up, timed once (wall clock, device synchronised), then
 device's busy time (the sum of the kernels' own times) and the 20 ops with the most host time. When the
 wall time is several times the device's busy time, the step is bound by the host launching kernels.
 """
+import dataclasses
 import json
 import sys
 import time
@@ -34,20 +35,20 @@ def main(preset: str, device_name: str, out_path: str) -> None:
     replay = synthetic_replay(2000, NUM_ACTIONS)
     optimizer, scheduler = agent.make_actor_critic_optimizer()
 
-    def contexts():
-        return sample_contexts(replay, BATCH, world_model.context_length, rng, cfg.replay.sample_weights,
+    def contexts(count: int = BATCH):
+        return sample_contexts(replay, count, world_model.context_length, rng, cfg.replay.sample_weights,
                                device)
 
     def rollout():
         frames, actions = contexts()
         world_model.eval()
         with torch.no_grad():
-            imagine(world_model, actor_critic, frames, actions, cfg.actor_critic.horizon)
+            restarts = contexts() if cfg.actor_critic.after_end == "restart" else None
+            imagine(world_model, actor_critic, frames, actions, cfg.actor_critic.horizon, restarts=restarts)
 
     def actor_critic_update():
-        frames, actions = contexts()
-        actor_critic_training_step(world_model, actor_critic, frames, actions, cfg.actor_critic, optimizer,
-                                   scheduler, check_finite=False)
+        actor_critic_training_step(world_model, actor_critic, contexts, dataclasses.replace(
+            cfg.actor_critic, batch_size=BATCH), optimizer, scheduler, check_finite=False)
 
     def synchronize():
         if device.type == "cuda":

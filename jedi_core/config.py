@@ -204,6 +204,9 @@ class ActorCriticConfig:
     stem_silu: bool = option(False, help="a SiLU between the conv stem and the LSTM (not in DIAMOND)")
     lstm_dim: int = option(512, low=1)
     horizon: int = option(15, low=1, help="imagined steps per rollout")
+    after_end: str = option("restart", choices=("restart", "mask"),
+                            help="a rollout that ends: restart it in place from a fresh real context, every "
+                                 "step in the loss (DIAMOND); or mask the steps after its end")
     gamma: float = option(0.985, low=0.0, high=1.0)
     lambda_: float = option(0.95, low=0.0, high=1.0, help="lambda of the lambda-returns")
     entropy_weight: float = option(1e-3, low=0.0)

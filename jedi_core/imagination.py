@@ -3,18 +3,21 @@
 Each rollout starts from a real context of ``L`` frames sampled from the replay (recency-weighted, see
 ``replay.sample_contexts``), as in DIAMOND. The world model encodes it and warms up its reward model on the
 context's transitions. The actor-critic's LSTM is warmed up on the first ``L - 1`` inputs and acts from
-the last one. Then, for
-``horizon`` steps, the policy samples an action, and the world model samples the next latent (3 Euler steps),
-a reward and an end flag.
+the last one. Then, for ``horizon`` steps, the policy samples an action, and the world model samples the next
+latent (3 Euler steps), a reward and an end flag.
 
-A rollout that ends is not reset in place: the steps after its end are masked out of the loss. This is
-simpler than DIAMOND's in-place resets, and it is equivalent in expectation, because every update starts
-fresh rollouts anyway (horizon = the update's chunk length). The world model runs without gradient. The
-actor-critic keeps its gradient through time (BPTT over the horizon).
+A rollout that ends restarts in place, as in DIAMOND: it goes on from a fresh real context (the world
+model and the actor's LSTM warmed up on it like the first one), and every one of the B x H steps counts in
+the loss; the lambda-returns stop at the end, so nothing after it leaks back. The fresh contexts are drawn
+with the first ones and warmed up in the same batch, so a restart is a few ``torch.where``s and the host never
+waits for the device (DIAMOND asks the device how many rollouts ended, at every step). Without them
+(``actor_critic.after_end=mask``), the steps after an end are masked out of the loss instead. The world model
+runs without gradient. The actor-critic keeps its gradient through time (BPTT over the horizon).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -22,10 +25,14 @@ from torch import Tensor
 
 from jedi_core.config import ActorCriticConfig
 from jedi_core.nn.actor_critic import ActorCritic, lambda_returns, reinforce_loss
+from jedi_core.nn.blocks import LSTMState
 from jedi_core.nn.ops import masked_mean, sample_categorical
 from jedi_core.optim import optimizer_step
 from jedi_core.runtime import Logs
-from jedi_core.world_model import WorldModel
+from jedi_core.world_model import ImaginationState, WorldModel
+
+#: ``contexts(n)``: n real contexts to imagine from, (n, L, 3, H, W) frames and the (n, L - 1) actions.
+ContextSampler = Callable[[int], tuple[Tensor, Tensor]]
 
 
 @dataclass
@@ -34,33 +41,56 @@ class Rollout:
 
     logits: Tensor  # (B, H, A): of the policy the actions were drawn from (the actor's logits / temperature)
     values: Tensor  # (B, H)
-    next_values: Tensor  # (B, H), detached: V of the state each step reached
+    next_values: Tensor  # (B, H), detached: V of the state each step reached (unused where it ended)
     actions: Tensor  # (B, H)
     rewards: Tensor  # (B, H), in {-1, 0, 1}
     ends: Tensor  # (B, H), bool
-    alive: Tensor  # (B, H), bool: no end before this step
+    alive: Tensor  # (B, H), bool: no end before this step (the steps of the rollout's first episode)
+    in_loss: Tensor  # (B, H), bool: the steps the loss averages over (all, where ended rollouts restarted)
     latents: Tensor  # (B, H + 1, C, h, w): the starting latent and every imagined one, for viewing
 
 
 def imagine(world_model: WorldModel, actor_critic: ActorCritic, frames: Tensor, actions: Tensor, horizon: int,
-            temperature: float = 1.0, generator: torch.Generator | None = None) -> Rollout:
+            temperature: float = 1.0, generator: torch.Generator | None = None,
+            restarts: tuple[Tensor, Tensor] | None = None) -> Rollout:
     """Roll the policy out for ``horizon`` steps inside the world model from the given real contexts.
+
+    ``restarts`` (fresh contexts: R frame windows and their actions, shaped like ``frames`` and ``actions``):
+    a rollout that ends goes on from the next of them, in order of the ends, cycling if more than R end.
+    Without them, the steps after an end are left out of ``Rollout.in_loss``.
 
     The whole rollout, world model and policy, runs in one precision context: the world model's
     (``performance.precision``). Every network returns fp32, so the rollout's tensors are fp32 either way.
     """
     with world_model.autocast():
-        return _imagine(world_model, actor_critic, frames, actions, horizon, temperature, generator)
+        return _imagine(world_model, actor_critic, frames, actions, horizon, temperature, generator, restarts)
+
+
+def _warm_up(world_model: WorldModel, actor_critic: ActorCritic, frames: Tensor, actions: Tensor
+             ) -> tuple[ImaginationState, LSTMState]:
+    """Encode the contexts, warm up the reward/end model on their transitions and the actor's LSTM on their
+    frames before the last one (DIAMOND's burn-in); the actor then acts from the last one."""
+    state = world_model.burn_in(frames, actions)
+    hidden = actor_critic.initial_state(frames.shape[0], frames.device)
+    with torch.no_grad():
+        for step in range(state.latents.shape[1] - 1):
+            _, _, hidden = actor_critic(state.latents[:, step], hidden)
+    return state, hidden
 
 
 def _imagine(world_model: WorldModel, actor_critic: ActorCritic, frames: Tensor, actions: Tensor,
-             horizon: int, temperature: float, generator: torch.Generator | None) -> Rollout:
-    state = world_model.burn_in(frames, actions)
+             horizon: int, temperature: float, generator: torch.Generator | None,
+             restarts: tuple[Tensor, Tensor] | None) -> Rollout:
     batch = frames.shape[0]
-    hidden = actor_critic.initial_state(batch, frames.device)
-    with torch.no_grad():
-        for step in range(state.latents.shape[1] - 1):  # burn-in on the context before its last frame
-            _, _, hidden = actor_critic(state.latents[:, step], hidden)
+    if restarts is None:
+        state, hidden = _warm_up(world_model, actor_critic, frames, actions)
+    else:  # one warm-up for the first contexts and the fresh ones
+        both, both_hidden = _warm_up(world_model, actor_critic, torch.cat([frames, restarts[0]]),
+                                     torch.cat([actions, restarts[1]]))
+        state, fresh = both.rows(slice(None, batch)), both.rows(slice(batch, None))
+        hidden = (both_hidden[0][:batch], both_hidden[1][:batch])
+        fresh_hidden = (both_hidden[0][batch:], both_hidden[1][batch:])
+        restarted_so_far = torch.zeros((), dtype=torch.long, device=frames.device)
     current = state.latents[:, -1]
     logits = []
     values = []
@@ -81,42 +111,60 @@ def _imagine(world_model: WorldModel, actor_critic: ActorCritic, frames: Tensor,
         rewards.append(reward)
         ends.append(end)
         latents.append(current)
+        if restarts is not None:
+            # The k-th rollout to end (counting from the first step) takes fresh context k, cycling.
+            slot = (restarted_so_far + torch.cumsum(end.long(), 0) - 1) % len(restarts[0])
+            state = state.where(end, fresh.rows(slot))
+            hidden = tuple(torch.where(end[:, None], warm[slot], mine)
+                           for mine, warm in zip(hidden, fresh_hidden, strict=True))
+            current = state.latents[:, -1]
+            restarted_so_far = restarted_so_far + end.sum()
     with torch.no_grad():
         final_value = actor_critic(current, hidden)[1]
     values_t = torch.stack(values, dim=1)
     ends_t = torch.stack(ends, dim=1)
     ended_before = torch.cumsum(ends_t.int(), dim=1) - ends_t.int()
+    alive = ended_before == 0
     return Rollout(logits=torch.stack(logits, dim=1), values=values_t,
                    next_values=torch.cat([values_t[:, 1:].detach(), final_value[:, None]], dim=1),
                    actions=torch.stack(taken, dim=1), rewards=torch.stack(rewards, dim=1), ends=ends_t,
-                   alive=ended_before == 0, latents=torch.stack(latents, dim=1))
+                   alive=alive, in_loss=alive if restarts is None else torch.ones_like(alive),
+                   latents=torch.stack(latents, dim=1))
 
 
 def actor_critic_loss(rollout: Rollout, cfg: ActorCriticConfig) -> tuple[Tensor, dict[str, Tensor]]:
-    """Lambda-returns on the imagined rewards, then REINFORCE with baseline over the steps still alive."""
+    """Lambda-returns on the imagined rewards (cut at each end), then REINFORCE with baseline over the steps
+    in the loss (``Rollout.in_loss``)."""
     no_truncation = torch.zeros_like(rollout.ends)
     returns = lambda_returns(rollout.rewards, rollout.next_values, rollout.ends, no_truncation, cfg.gamma,
                              cfg.lambda_)
-    alive = rollout.alive
+    in_loss = rollout.in_loss
     loss, logs = reinforce_loss(rollout.logits, rollout.values, rollout.actions, returns, cfg.entropy_weight,
-                                cfg.value_weight, mask=alive)
-    logs.update(imagined_reward=(rollout.rewards * alive).sum() / rollout.rewards.shape[0],
-                imagined_end_rate=masked_mean(rollout.ends.float(), alive))
+                                cfg.value_weight, mask=in_loss)
+    logs.update(imagined_reward=(rollout.rewards * in_loss).sum() / rollout.rewards.shape[0],
+                imagined_end_rate=masked_mean(rollout.ends.float(), in_loss))
     return loss, logs
 
 
-def actor_critic_training_step(world_model: WorldModel, actor_critic: ActorCritic, frames: Tensor,
-                               actions: Tensor, cfg: ActorCriticConfig, optimizer: torch.optim.Optimizer,
+def actor_critic_training_step(world_model: WorldModel, actor_critic: ActorCritic, contexts: ContextSampler,
+                               cfg: ActorCriticConfig, optimizer: torch.optim.Optimizer,
                                scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
                                check_finite: bool = True) -> Logs:
-    """One actor-critic update: imagine from the given real contexts, lambda-returns, REINFORCE, then
+    """One actor-critic update: imagine from real contexts, lambda-returns, REINFORCE, then
     :func:`~jedi_core.optim.optimizer_step` (``check_finite`` as in :meth:`WorldModel.training_step`).
 
+    ``contexts(n)`` draws n real contexts (``replay.sample_contexts``): ``actor_critic.batch_size`` to start
+    from, and as many again to restart ended rollouts from (``actor_critic.after_end=restart``), in one draw.
     Returns the logs as 0-dim device tensors (``runtime.to_floats`` reads them).
     """
     world_model.eval()
     actor_critic.train()
-    rollout = imagine(world_model, actor_critic, frames, actions, cfg.horizon, cfg.temperature)
+    restart = cfg.after_end == "restart"
+    batch = cfg.batch_size
+    frames, actions = contexts(2 * batch if restart else batch)
+    restarts = (frames[batch:], actions[batch:]) if restart else None
+    rollout = imagine(world_model, actor_critic, frames[:batch], actions[:batch], cfg.horizon,
+                      cfg.temperature, restarts=restarts)
     loss, logs = actor_critic_loss(rollout, cfg)
     clip_groups = {"grad_norm_actor_critic": (list(actor_critic.parameters()), cfg.grad_clip)}
     return optimizer_step(loss, logs, optimizer, scheduler, clip_groups, check_finite)

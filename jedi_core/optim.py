@@ -45,8 +45,11 @@ def make_adamw(components: Mapping[str, tuple[nn.Module, float]], weight_decay: 
 
 
 def linear_warmup(optimizer: torch.optim.Optimizer, steps: int) -> torch.optim.lr_scheduler.LambdaLR:
-    """Learning rate rises linearly from 1/steps to 1x over ``steps`` updates, then stays."""
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / max(1, steps)))
+    """Learning rate rises linearly from 0 to 1x over ``steps`` updates, then stays (DIAMOND's schedule).
+
+    The first update runs at rate 0: it only fills AdamW's moment estimates, as in DIAMOND.
+    """
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0 if step >= steps else step / steps)
 
 
 def optimizer_step(loss: Tensor, logs: Logs, optimizer: torch.optim.Optimizer,

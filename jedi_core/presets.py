@@ -106,8 +106,9 @@ def toy() -> Config:
     world_model = dataclasses.replace(
         cfg.world_model, lr=1e-3, warmup_steps=10, segment_steps=5, batch_size=16, updates="joint",
         denoiser=dataclasses.replace(cfg.world_model.denoiser, channels=(32,), depths=(1,), cond_channels=32))
+    # Ended rollouts are masked, not restarted: the toy agent was trained so (docs/fidelity.md, item 9).
     actor_critic = dataclasses.replace(cfg.actor_critic, horizon=7, batch_size=16, lr=2e-3, warmup_steps=10,
-                                       entropy_weight=1e-2)
+                                       entropy_weight=1e-2, after_end="mask")
     training = dataclasses.replace(cfg.training, initial_random_steps=1_000, env_steps_per_epoch=100,
                                    world_model_updates=20, actor_critic_updates=20,
                                    first_epoch_world_model_updates=500, first_epoch_actor_critic_updates=50,

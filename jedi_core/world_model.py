@@ -51,8 +51,12 @@ UPDATE_SCHEDULES = {"joint": ("all",), "separate": ("diffusion", "reward_end")}
 
 
 def quantize_frames(frames: Tensor) -> Tensor:
-    """Clamp to [-1, 1] and round to the 256 levels of an 8-bit image (DIAMOND's output transform)."""
-    return frames.clamp(-1, 1).add(1).mul(127.5).round().div(127.5).sub(1)
+    """Clamp to [-1, 1] and truncate to the 256 levels of an 8-bit image (DIAMOND's output transform).
+
+    Truncation, as DIAMOND's ``.byte()`` cast does: on average half a level darker than rounding would be.
+    The 1e-3 of a level added first keeps an exact level where float error puts it just below itself.
+    """
+    return frames.clamp(-1, 1).add(1).mul(127.5).add(1e-3).floor().div(127.5).sub(1)
 
 
 class DecoderProbe(nn.Module):
@@ -83,7 +87,27 @@ class ImaginationState:
 
     latents: Tensor  # (B, L, C, h, w): the last L latents (frames, for the pixel model)
     actions: Tensor  # (B, L): the action taken at each of them; the last is set by imagine_step
-    reward_end_state: LSTMState | None
+    reward_end_state: LSTMState | None  # nn.LSTM's (1, B, D) tensors: the batch is their dimension 1
+
+    def rows(self, index: Tensor | slice) -> ImaginationState:
+        """The rollouts ``index`` picks (a slice, or a tensor of row numbers that may repeat)."""
+        state = None
+        if self.reward_end_state is not None:
+            state = (self.reward_end_state[0][:, index], self.reward_end_state[1][:, index])
+        return ImaginationState(self.latents[index], self.actions[index], state)
+
+    def where(self, replace: Tensor, other: ImaginationState) -> ImaginationState:
+        """Row b from ``other`` where ``replace[b]`` (B,) is True, else from this state: no host sync."""
+        def pick(mine: Tensor, theirs: Tensor, batch_dim: int = 0) -> Tensor:
+            shape = [1] * mine.dim()
+            shape[batch_dim] = -1
+            return torch.where(replace.view(shape), theirs, mine)
+
+        state = None
+        if self.reward_end_state is not None:
+            state = (pick(self.reward_end_state[0], other.reward_end_state[0], batch_dim=1),
+                     pick(self.reward_end_state[1], other.reward_end_state[1], batch_dim=1))
+        return ImaginationState(pick(self.latents, other.latents), pick(self.actions, other.actions), state)
 
 
 class WorldModel(nn.Module):

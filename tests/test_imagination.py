@@ -19,17 +19,21 @@ def _contexts(cfg, agent, replay, rng, batch_size=8):
 def test_actor_critic_updates_never_wait_for_the_device(preset, smoke_setup, host_waits):
     cfg, agent, replay, rng = smoke_setup(preset)
     optimizer, scheduler = agent.make_actor_critic_optimizer()
-    contexts = _contexts(cfg, agent, replay, rng, cfg.actor_critic.batch_size)
+    assert cfg.actor_critic.after_end == "restart"  # restarts in place are part of what must not wait
+
+    def contexts(count):
+        return _contexts(cfg, agent, replay, rng, count)
+
     host_waits.ignore_step_of(optimizer)
     with host_waits:
-        logs = actor_critic_training_step(agent.world_model, agent.actor_critic, *contexts, cfg.actor_critic,
+        logs = actor_critic_training_step(agent.world_model, agent.actor_critic, contexts, cfg.actor_critic,
                                           optimizer, scheduler, check_finite=False)
     assert host_waits.seen == []
     assert all(isinstance(value, torch.Tensor) and value.dim() == 0 for value in logs.values())
     assert {"grad_norm_actor_critic", "entropy", "return_mean"} <= set(to_floats(logs))
     # The detector does see waits: the notebook-friendly default reads the loss to check it.
     with host_waits:
-        actor_critic_training_step(agent.world_model, agent.actor_critic, *contexts, cfg.actor_critic,
+        actor_critic_training_step(agent.world_model, agent.actor_critic, contexts, cfg.actor_critic,
                                    optimizer, scheduler)
     assert "_local_scalar_dense" in host_waits.seen
 
@@ -88,3 +92,64 @@ def test_reinforce_uses_the_policy_the_actions_were_drawn_from(temperature, smok
     # And the draw follows those logits: the same generator draws the same actions from them.
     expected = sample_categorical((actor_logits / temperature).softmax(-1), torch.Generator().manual_seed(0))
     assert torch.equal(rollout.actions[:, 0], expected)
+
+
+def _forced_ends(world_model, monkeypatch, schedule, batch):
+    """Make the world model's imagined step t report the ends ``schedule[t]`` (none where absent)."""
+    step = world_model.imagine_step
+    steps_taken = []
+
+    def forced(state, action, generator=None):
+        latent, reward, _, new_state = step(state, action, generator)
+        ends = schedule.get(len(steps_taken), [False] * batch)
+        steps_taken.append(1)
+        return latent, reward, torch.tensor(ends), new_state
+
+    monkeypatch.setattr(world_model, "imagine_step", forced)
+
+
+def test_an_ended_rollout_restarts_in_place_from_the_next_fresh_context(smoke_setup, trained_like,
+                                                                        monkeypatch):
+    cfg, agent, replay, rng = smoke_setup()
+    trained_like(agent)
+    world_model, actor_critic = agent.world_model, agent.actor_critic
+    frames, actions = _contexts(cfg, agent, replay, rng, batch_size=4)
+    fresh_frames, fresh_actions = _contexts(cfg, agent, replay, rng, batch_size=2)
+    # Rollouts 1 and 3 end at step 0, rollout 1 again at step 1: three ends for two fresh contexts.
+    ends = {0: [False, True, False, True], 1: [False, True, False, False]}
+    _forced_ends(world_model, monkeypatch, ends, 4)
+    rollout = imagine(world_model, actor_critic, frames, actions, horizon=3,
+                      generator=torch.Generator().manual_seed(0), restarts=(fresh_frames, fresh_actions))
+    _forced_ends(world_model, monkeypatch, ends, 4)
+    masked = imagine(world_model, actor_critic, frames, actions, horizon=3,
+                     generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():  # DIAMOND's burn-in on each fresh context, written out
+        latents = world_model.encode(fresh_frames)
+        hidden = actor_critic.initial_state(2)
+        for step in range(latents.shape[1] - 1):
+            _, _, hidden = actor_critic(latents[:, step], hidden)
+        _, fresh_values, _ = actor_critic(latents[:, -1], hidden)
+    torch.testing.assert_close(rollout.values[1, 1], fresh_values[0])  # the first end takes context 0
+    torch.testing.assert_close(rollout.values[3, 1], fresh_values[1])  # the second, context 1
+    torch.testing.assert_close(rollout.values[1, 2], fresh_values[0])  # the third cycles back to context 0
+    # The rollouts that never ended are untouched: the same draws give the same steps as without restarts.
+    for row in (0, 2):
+        torch.testing.assert_close(rollout.values[row], masked.values[row])
+        torch.testing.assert_close(rollout.latents[row], masked.latents[row])
+    assert rollout.in_loss.all() and not masked.in_loss[1, 1:].any()
+    assert torch.equal(rollout.alive, masked.alive)  # alive: the first episode of each rollout, in both
+
+
+@pytest.mark.parametrize("after_end, drawn", [("restart", 16), ("mask", 8)])
+def test_an_update_draws_fresh_contexts_only_to_restart_from(after_end, drawn, smoke_setup):
+    cfg, agent, replay, rng = smoke_setup(overrides=[f"actor_critic.after_end={after_end}"])
+    optimizer, scheduler = agent.make_actor_critic_optimizer()
+    counts = []
+
+    def contexts(count):
+        counts.append(count)
+        return _contexts(cfg, agent, replay, rng, count)
+
+    actor_critic_training_step(agent.world_model, agent.actor_critic, contexts, cfg.actor_critic, optimizer,
+                               scheduler)
+    assert cfg.actor_critic.batch_size == 8 and counts == [drawn]  # one draw: the first and fresh contexts

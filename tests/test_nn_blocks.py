@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from jedi_core.nn.blocks import ResBlock, SelfAttention2d, UNet
+from jedi_core.nn.blocks import ResBlock, SelfAttention2d, UNet, init_lstm
 
 
 @pytest.mark.parametrize("channels, depths, size", [((32,), (2,), 8), ((16, 16, 16, 16), (1, 1, 1, 1), 64),
@@ -58,3 +58,16 @@ def test_the_attention_block_matches_its_formula():
     normed = F.group_norm(x, block.norm.num_groups, block.norm.weight, block.norm.bias, block.norm.eps)
     residual_on_x = x + (reference - normed)  # the attention added to x instead (not DIAMOND's block)
     assert not torch.allclose(block(x), residual_on_x, atol=1e-3)
+
+
+@pytest.mark.parametrize("lstm", [torch.nn.LSTMCell(6, 4), torch.nn.LSTM(6, 4, batch_first=True)])
+def test_lstm_init_is_diamonds_forget_bias_one_on_the_input_bias(lstm):
+    init_lstm(lstm)
+    params = dict(lstm.named_parameters())
+    bias_ih = next(p for name, p in params.items() if name.startswith("bias_ih"))
+    bias_hh = next(p for name, p in params.items() if name.startswith("bias_hh"))
+    weight_hh = next(p for name, p in params.items() if name.startswith("weight_hh"))
+    # The gates are ordered input, forget, cell, output: only the forget gate starts open.
+    assert bias_ih.tolist() == [0.0] * 4 + [1.0] * 4 + [0.0] * 8
+    assert bias_hh.abs().sum() == 0
+    torch.testing.assert_close(weight_hh.T @ weight_hh, torch.eye(4))  # orthogonal columns

@@ -32,7 +32,7 @@ def test_only_the_weights_of_linear_conv_and_lstm_layers_are_decayed():
     assert groups == [("net", 0.1), ("net_no_decay", 0.0)]
 
 
-def test_linear_warmup_rises_to_the_full_rate_then_stays():
+def test_linear_warmup_rises_from_zero_to_the_full_rate_then_stays_as_diamonds():
     optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0)
     scheduler = linear_warmup(optimizer, steps=4)
     rates = []
@@ -40,13 +40,15 @@ def test_linear_warmup_rises_to_the_full_rate_then_stays():
         rates.append(optimizer.param_groups[0]["lr"])
         optimizer.step()
         scheduler.step()
-    assert rates == pytest.approx([0.25, 0.5, 0.75, 1.0, 1.0, 1.0])
+    assert rates == pytest.approx([0.0, 0.25, 0.5, 0.75, 1.0, 1.0])
 
 
 def test_optimizer_step_clips_each_group_reports_its_norm_and_steps_the_schedule():
     model = _model()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     scheduler = linear_warmup(optimizer, steps=10)
+    optimizer.step()  # no gradients yet, so nothing moves: past the warm-up's first update (rate 0)
+    scheduler.step()
     loss, logs = _loss(model, scale=100.0)  # gradients far above the clip
     reference = _model()
     reference_loss, _ = _loss(reference, scale=100.0)
@@ -68,7 +70,7 @@ def test_optimizer_step_clips_each_group_reports_its_norm_and_steps_the_schedule
         assert clipped == pytest.approx(max_norm, rel=1e-4)
     moved = {name: (p.detach() - before[name]).norm() for name, p in model.named_parameters()}
     assert all(step > 0 for step in moved.values())
-    assert scheduler.last_epoch == 1 and optimizer.param_groups[0]["lr"] == pytest.approx(0.1 * 2 / 10)
+    assert scheduler.last_epoch == 2 and optimizer.param_groups[0]["lr"] == pytest.approx(0.1 * 2 / 10)
 
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf")])

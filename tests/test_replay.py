@@ -89,6 +89,9 @@ def test_batch_masks_ends_and_torch_conversion():
     assert torch_batch.obs.min() >= -1 and torch_batch.obs.max() <= 1
     white = frames_to_float(torch.full((1, 2, 2, 3), 255, dtype=torch.uint8))
     assert torch.equal(white, torch.ones(1, 3, 2, 2))
+    # Padding is DIAMOND's 0.0 in float space (mid-grey); a real frame of uint8 0 stays black (-1).
+    assert torch.equal(torch_batch.obs[0, 0], torch.zeros(3, 64, 64))
+    assert torch.equal(torch_batch.obs[0, 1], torch.full((3, 64, 64), -1.0))  # the episode's first frame, 0
 
 
 def test_sampled_windows_end_inside_the_episode_and_pad_only_before():

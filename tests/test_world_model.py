@@ -14,7 +14,7 @@ from jedi_core.agent import Agent
 from jedi_core.config import make_config
 from jedi_core.replay import sample_training_batch
 from jedi_core.runtime import to_floats
-from jedi_core.world_model import JEDIWorldModel, PixelWorldModel, build_world_model
+from jedi_core.world_model import JEDIWorldModel, PixelWorldModel, build_world_model, quantize_frames
 
 NUM_ACTIONS = 4
 
@@ -126,6 +126,18 @@ def test_pixel_model_outputs_valid_8_bit_images(build, make_batch):
     levels = (next_frame + 1) * 127.5
     torch.testing.assert_close(levels, levels.round())
     assert set(reward.tolist()) <= {-1.0, 0.0, 1.0} and end.dtype == torch.bool
+
+
+def test_pixel_quantisation_truncates_like_diamonds_byte_cast_and_keeps_exact_levels():
+    values = torch.linspace(-1.2, 1.2, 10_001)
+    diamond = values.clamp(-1, 1).add(1).div(2).mul(255).byte().float().div(255).mul(2).sub(1)
+    ours = quantize_frames(values)
+    to_next_level = (values.clamp(-1, 1).add(1).mul(127.5)).ceil() - values.clamp(-1, 1).add(1).mul(127.5)
+    differ = (ours - diamond).abs() > 1e-6
+    assert (to_next_level[differ] < 2e-3).all()  # only where a value sits within float error of a level
+    assert differ.float().mean() < 0.01
+    exact = torch.arange(256).float().div(127.5).sub(1)  # real frames, as frames_to_float makes them
+    torch.testing.assert_close(quantize_frames(exact), exact)
 
 
 def test_both_models_train_through_the_same_interface(build, make_batch):

@@ -113,14 +113,15 @@ def measure_preset(preset: str, settings: dict) -> dict:
     def imagination(batch_size: int) -> Callable[[], None]:
         def step():
             frames, actions = contexts(batch_size)
+            restarts = contexts(batch_size) if cfg.actor_critic.after_end == "restart" else None
             world_model.eval()
             with torch.no_grad():
-                imagine(world_model, actor_critic, frames, actions, cfg.actor_critic.horizon)
+                imagine(world_model, actor_critic, frames, actions, cfg.actor_critic.horizon,
+                        restarts=restarts)
         return step
 
     def actor_critic_update():
-        frames, actions = contexts(cfg.actor_critic.batch_size)
-        actor_critic_training_step(world_model, actor_critic, frames, actions, cfg.actor_critic, ac_optimizer,
+        actor_critic_training_step(world_model, actor_critic, contexts, cfg.actor_critic, ac_optimizer,
                                    ac_scheduler, check_finite=False)
 
     result = {

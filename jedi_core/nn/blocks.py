@@ -254,5 +254,6 @@ def init_lstm(lstm: nn.LSTM | nn.LSTMCell) -> None:
             nn.init.orthogonal_(parameter)
         elif "bias" in name:
             nn.init.zeros_(parameter)
-            hidden = parameter.numel() // 4
-            parameter.data[hidden: 2 * hidden] = 0.5  # ih and hh biases add up to 1 on the forget gate
+            if "bias_ih" in name:  # the gates' order is input, forget, cell, output
+                hidden = parameter.numel() // 4
+                parameter.data[hidden: 2 * hidden] = 1.0

@@ -195,9 +195,11 @@ class Batch:
             tensor = torch.from_numpy(np.ascontiguousarray(array))
             return (tensor.pin_memory() if pin else tensor).to(device, non_blocking=True)
 
-        return TorchBatch(
-            obs=frames_to_float(move(self.obs)), actions=move(self.actions), rewards=move(self.rewards),
-            ends=move(self.ends), mask_padding=move(self.mask_padding))
+        mask_padding = move(self.mask_padding)
+        # Padding frames become 0.0, mid-grey, as DIAMOND pads in float space (uint8 0 would be black, -1).
+        obs = frames_to_float(move(self.obs)).masked_fill(~mask_padding[..., None, None, None], 0.0)
+        return TorchBatch(obs=obs, actions=move(self.actions), rewards=move(self.rewards),
+                          ends=move(self.ends), mask_padding=mask_padding)
 
 
 @dataclass

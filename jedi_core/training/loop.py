@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import Tensor
 from tqdm.auto import tqdm
 
 import jedi_core
@@ -277,9 +278,12 @@ class Trainer:
         """One actor-critic update on rollouts imagined from recency-weighted real contexts."""
         ac_cfg = self.cfg.actor_critic
         world_model = self.agent.world_model
-        frames, actions = sample_contexts(self.replay, ac_cfg.batch_size, world_model.context_length,
-                                          self.rng, self.cfg.replay.sample_weights, self.device)
-        logs = actor_critic_training_step(world_model, self.agent.actor_critic, frames, actions, ac_cfg,
+
+        def contexts(count: int) -> tuple[Tensor, Tensor]:
+            return sample_contexts(self.replay, count, world_model.context_length, self.rng,
+                                   self.cfg.replay.sample_weights, self.device)
+
+        logs = actor_critic_training_step(world_model, self.agent.actor_critic, contexts, ac_cfg,
                                           self.ac_optimizer, self.ac_scheduler, check_finite=False)
         self.counters["actor_critic_updates"] += 1
         return logs
