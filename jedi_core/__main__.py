@@ -1,10 +1,11 @@
 """Command line: ``python -m jedi_core <command>`` (also installed as ``jedi``).
 
 Commands: ``train`` (train an agent, resuming if its run folder has a checkpoint), ``evaluate`` (score a
-trained run; ``--video`` adds mp4s of the agent and of its imagination), ``export`` (a run's config and agent
-weights in one small file), ``report`` (turn finished runs into the paper's tables and a figure), ``bench``
-(JEDI against pixel diffusion: speed and memory), ``games`` (the Atari100k games and their action counts),
-``config`` (print a preset with overrides applied).
+trained run; ``--video`` adds videos of the agent and of its imagination), ``export`` (a run's config and
+agent weights in one small file), ``sweep`` (many runs: games x methods x seeds, here or on SLURM), ``report``
+(turn finished runs into the paper's tables and a figure), ``bench`` (JEDI against pixel diffusion: speed and
+memory; ``--ops``: kernel launches), ``games`` (the Atari100k games and their action counts), ``config``
+(print a preset with overrides applied).
 """
 
 from __future__ import annotations
@@ -23,9 +24,11 @@ EPILOG = """examples:
   python -m jedi_core train --preset toy                                  # learns the toy Catch game on a CPU
   python -m jedi_core evaluate runs/jedi_smoke_Pong_seed0 --episodes 10 --video
   python -m jedi_core export runs/jedi_toy_toy_seed0 my_agent.pt   # config + weights only
+  python -m jedi_core sweep --games Pong,Breakout --seeds 0-4 --methods jedi,diamond --gpus 0,1
   python -m jedi_core report runs/                 # every finished run below runs/
   python -m jedi_core report runs/a runs/b --out my_report --baselines DIAMOND IRIS
   python -m jedi_core bench --pair smoke           # JEDI vs pixel diffusion: speed and memory, in seconds
+  python -m jedi_core bench --ops                  # kernel launches per imagined step and per update
   python -m jedi_core games
   python -m jedi_core config --preset smoke env.game=Pong seed=3
   python -m jedi_core config --preset diamond --params
@@ -62,9 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--seed", type=int, default=12345)
     evaluate.add_argument("--device", default=None)
     evaluate.add_argument("--video", action="store_true",
-                          help="also write RUN_DIR/videos/agent.mp4 and agent_vs_imagination.mp4 (the real "
-                               "episode beside the world model's open-loop imagination of it under the same "
-                               "actions)")
+                          help="also write RUN_DIR/videos/agent and agent_vs_imagination (the real episode "
+                               "beside the world model's open-loop imagination of it under the same "
+                               "actions): H.264 .mp4 with the video extra, else VP9 .webm; both play in "
+                               "browsers")
     evaluate.add_argument("--probe-updates", type=int, default=500,
                           help="JEDI runs trained without a decoder probe: updates to fit one for the video")
 
@@ -90,6 +94,46 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--skip-bad", action="store_true",
                         help="leave out runs whose final_scores.json is damaged (listed in the report) "
                              "instead of stopping")
+
+    from jedi_core.sweep import EPILOG as SWEEP_EPILOG
+
+    sweep = commands.add_parser(
+        "sweep", help="many train runs (games x methods x seeds) on this machine or on SLURM",
+        description="Train every game x method x seed, each run the idempotent `train` command in its own\n"
+                    "run folder: finished runs are skipped, stopped ones resume. --backend local runs them\n"
+                    "here (--gpus or --jobs at a time), slurm submits a submitit job array, print writes\n"
+                    "the commands and an sbatch script.",
+        epilog=SWEEP_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sweep.add_argument("--games", required=True,
+                       help="Atari100k games, comma-separated, any case; all (the 26); toy (Catch)")
+    sweep.add_argument("--seeds", default="0", help="e.g. 0-4, 0,2,5 or 0-2,7 (default: 0)")
+    sweep.add_argument("--methods", default="jedi",
+                       help="jedi, diamond or jedi,diamond (default: jedi); diamond trains the pixel preset "
+                            "paired with --preset: atari100k -> diamond, smoke -> smoke_diamond")
+    sweep.add_argument("--preset", default="atari100k", choices=list(config_lib.PRESETS),
+                       help="the JEDI preset (default: atari100k)")
+    sweep.add_argument("--runs-dir", default=None,
+                       help="parent of the run folders (default: runs); `report RUNS_DIR` reads it")
+    sweep.add_argument("--backend", choices=("local", "slurm", "print"), default="local",
+                       help="local (default): here; slurm: a submitit job array (the slurm extra); print: "
+                            "the commands, and an sbatch script for clusters driven by hand")
+    sweep.add_argument("--dry-run", action="store_true",
+                       help="list the runs and their states (done: skipped; partial: resumes; new)")
+    local = sweep.add_argument_group("local backend")
+    local.add_argument("--gpus", default=None, help="GPUs, one run on each at a time, e.g. 0,1,2,3 "
+                                                    "(a GPU listed twice takes two)")
+    local.add_argument("--jobs", type=int, default=None, help="runs at a time without --gpus (default: 1)")
+    cluster = sweep.add_argument_group("slurm and print backends (one array task per run)")
+    cluster.add_argument("--partition", default=None)
+    cluster.add_argument("--time", type=int, default=None, metavar="MINUTES",
+                         help="each task's time limit (default: 1440); a run that needs more is requeued")
+    cluster.add_argument("--max-parallel", type=int, default=None, help="tasks at a time (default: all)")
+    cluster.add_argument("--gpus-per-run", type=int, default=None, help="default: 1")
+    cluster.add_argument("--cpus-per-run", type=int, default=None, help="default: the cluster's")
+    cluster.add_argument("--mem", type=float, default=None, metavar="GB", help="default: the cluster's")
+    cluster.add_argument("--script", default=None,
+                         help="print: the sbatch file to write (default: RUNS_DIR/sweep.sbatch)")
+    sweep.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides for every run")
 
     bench = commands.add_parser(
         "bench",
@@ -117,6 +161,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "performance.compile=reduce-overhead")
     bench.add_argument("--out", default=None,
                        help="JSON file (default: benchmarks/results/bench_<pair>_<device>.json)")
+    bench.add_argument("--ops", action="store_true",
+                       help="count kernel launches per imagined step and per update instead of timing "
+                            "(any device, the CPU included; default JSON: launch_counts_<pair>.json)")
 
     commands.add_parser("games", help="list the 26 Atari100k games, their action counts and subsets")
 
@@ -146,6 +193,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             markdown, figure = write_report(args.run_dirs, args.out, baselines=tuple(args.baselines),
                                             reps=args.bootstrap, seed=args.seed, skip_bad=args.skip_bad)
             print(f"wrote {markdown}\nwrote {figure}")
+        elif args.command == "sweep":
+            return _sweep(args)
         elif args.command == "bench":
             _bench(args)
         elif args.command == "games":
@@ -186,8 +235,35 @@ def _train(args: argparse.Namespace) -> None:
           f"over {len(returns)} episodes")
 
 
+def _sweep(args: argparse.Namespace) -> int:
+    """``sweep``: plan the runs (games x methods x seeds), then list them, train them here, submit them to
+    SLURM, or print them with an sbatch script; the exit status is the backend's."""
+    from jedi_core import sweep
+    from jedi_core.sweep import backends
+    from jedi_core.sweep.sbatch import SlurmOptions
+
+    cluster = {"--partition": args.partition, "--time": args.time, "--max-parallel": args.max_parallel,
+               "--gpus-per-run": args.gpus_per_run, "--cpus-per-run": args.cpus_per_run, "--mem": args.mem}
+    backends.check_options(args.backend, {"--gpus": args.gpus, "--jobs": args.jobs, "--script": args.script,
+                                          **cluster})
+    runs = sweep.plan_runs(sweep.parse_games([args.games]), sweep.parse_methods(args.methods),
+                           sweep.parse_seeds(args.seeds), args.preset, args.overrides, args.runs_dir)
+    runs_dir = runs[0].run_dir.parent
+    options = SlurmOptions(SlurmOptions.time_min if args.time is None else args.time, args.partition,
+                           args.max_parallel, 1 if args.gpus_per_run is None else args.gpus_per_run,
+                           args.cpus_per_run, args.mem)
+    if args.dry_run:
+        print("\n".join(sweep.describe_runs(runs)))
+        return 0
+    if args.backend == "local":
+        return backends.run_local(runs, runs_dir, args.gpus, args.jobs)
+    if args.backend == "print":
+        return backends.run_print(runs, runs_dir, options, args.script)
+    return backends.run_slurm(runs, runs_dir, options)
+
+
 def _evaluate(args: argparse.Namespace) -> None:
-    """``evaluate``: score a trained run over full episodes; with ``--video``, also write its mp4s."""
+    """``evaluate``: score a trained run over full episodes; with ``--video``, also write its videos."""
     from pathlib import Path
 
     import numpy as np
@@ -216,6 +292,9 @@ def _bench(args: argparse.Namespace) -> None:
     from jedi_core.analysis.bench import PAIRS, format_table, run_bench, write_report
     from jedi_core.runtime import resolve_device
 
+    if args.ops:
+        _count_launches(args)
+        return
     for name in ("batch", "horizon", "repeats", "iterations"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name} must be at least 1, got {getattr(args, name)}")
@@ -228,6 +307,25 @@ def _bench(args: argparse.Namespace) -> None:
     variant = "".join(f"_{item.rpartition('.')[2].replace('=', '-')}" for item in args.overrides)
     out = args.out or f"benchmarks/results/bench_{args.pair}_{resolve_device(args.device).type}{variant}.json"
     print(f"wrote {write_report(report, out)}")
+
+
+def _count_launches(args: argparse.Namespace) -> None:
+    """``bench --ops``: kernel launches per imagined step and per update, for both presets of the pair."""
+    import json
+    from pathlib import Path
+
+    import torch
+
+    from jedi_core.analysis.bench import PAIRS
+    from jedi_core.analysis.launches import format_launch_table, launch_counts
+    from jedi_core.runtime import atomic_write_text
+
+    results = [launch_counts(preset, tuple(args.overrides)) for preset in PAIRS[args.pair]]
+    print(format_launch_table(results))
+    out = Path(args.out or f"benchmarks/results/launch_counts_{args.pair}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out, json.dumps({"results": results, "torch": torch.__version__}, indent=1))
+    print(f"wrote {out}")
 
 
 def _print_parameter_counts(cfg: config_lib.Config) -> None:

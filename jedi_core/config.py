@@ -2,9 +2,9 @@
 :mod:`jedi_core.presets`).
 
 A config is a tree of frozen dataclasses, one section per part of the method (environment, replay, world
-model, actor-critic, training schedule, performance). A *preset* is a function returning one (``smoke``,
-``toy``, ``colab``, ``atari100k``, ``diamond``, ``smoke_diamond``); presets change numbers, never code
-paths. Overrides use dotted keys::
+model, actor-critic, training schedule, performance, logging). A *preset* is a function returning one
+(``smoke``, ``toy``, ``colab``, ``atari100k``, ``diamond``, ``smoke_diamond``); presets change numbers, never
+code paths. Overrides use dotted keys::
 
     cfg = make_config("atari100k", ["env.game=Pong", "seed=3"])
 
@@ -39,6 +39,8 @@ class EnvConfig:
     repeat_action_probability: float = option(0.0, low=0.0, high=1.0, help="sticky actions; 0 in Atari100k")
     num_envs: int = option(1, low=1, high=256, help="environments stepped together when collecting")
     vector_mode: str = option("sync", choices=("sync", "async"), help="sync: one process; async: one per env")
+    eval_envs: int = option(16, low=1, help="environments played side by side in evaluation (each episode "
+                                            "still starts once and plays to its end)")
 
     @property
     def game_name(self) -> str:
@@ -254,7 +256,7 @@ class TrainingConfig:
 class PerformanceConfig:
     """How fast the same model runs. Changes speed and rounding, never the model or the schedule.
 
-    Both are off by default: each is kept on for a preset only once the bench shows it helps on a GPU
+    All are off by default: each is kept on for a preset only once the bench shows it helps on a GPU
     (``benchmarks/RESULTS.md``). A resumed run may change them.
     """
 
@@ -264,6 +266,22 @@ class PerformanceConfig:
                           help="torch.compile the denoiser, the reward/end conv tower and the actor-critic "
                                "with this mode (reduce-overhead adds CUDA graphs); the first updates are "
                                "slow while it compiles")
+    cuda_graphs: bool = option(False, help="replay each imagined world-model step from a CUDA graph (one "
+                                           "launch instead of ~430; on a CPU the same buffers run eagerly)")
+    tf32: bool = option(False, help="GPU matmuls and convolutions in TF32 (10-bit mantissa inputs, fp32 "
+                                    "sums)")
+    cudnn_benchmark: bool = option(False, help="let cuDNN time its convolution algorithms once per shape")
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    """Where a run's metrics go besides ``metrics.jsonl``, which is always written and stays the record.
+
+    A resumed run may change these.
+    """
+
+    tensorboard: bool = option(False, help="also write each metrics.jsonl line as TensorBoard scalars at its "
+                                           "epoch, in RUN_DIR/tensorboard/ (needs jedi-core[tensorboard])")
 
 
 @dataclass(frozen=True)
@@ -284,6 +302,7 @@ class Config:
     actor_critic: ActorCriticConfig = field(default_factory=ActorCriticConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     performance: PerformanceConfig = field(default_factory=PerformanceConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
 
     def validate(self) -> None:
         if not (self.device in ("auto", "cpu", "cuda", "mps") or

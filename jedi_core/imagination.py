@@ -92,6 +92,7 @@ def _imagine(world_model: WorldModel, actor_critic: ActorCritic, frames: Tensor,
         fresh_hidden = (both_hidden[0][batch:], both_hidden[1][batch:])
         restarted_so_far = torch.zeros((), dtype=torch.long, device=frames.device)
     current = state.latents[:, -1]
+    world_model_step = world_model.step_function(state, generator)
     logits = []
     values = []
     taken = []
@@ -104,7 +105,7 @@ def _imagine(world_model: WorldModel, actor_critic: ActorCritic, frames: Tensor,
             # REINFORCE needs the log-probabilities of the policy that drew the actions: the tempered one.
             step_logits = step_logits / temperature
         action = sample_categorical(step_logits.detach().softmax(-1), generator)
-        current, reward, end, state = world_model.imagine_step(state, action, generator)
+        current, reward, end, state = world_model_step(state, action, generator)
         logits.append(step_logits)
         values.append(value)
         taken.append(action)

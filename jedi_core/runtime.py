@@ -43,6 +43,14 @@ PRECISIONS = ("fp32", "bf16")
 # Device and seeding
 
 
+def set_backend_flags(tf32: bool, cudnn_benchmark: bool) -> None:
+    """``performance.tf32`` and ``performance.cudnn_benchmark``: process-wide switches of the GPU's math
+    libraries (no effect on a CPU). Set, not merely turned on, so one process can measure both ways."""
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    torch.backends.cudnn.allow_tf32 = tf32
+    torch.backends.cudnn.benchmark = cudnn_benchmark
+
+
 def resolve_device(name: str = "auto") -> torch.device:
     """``auto`` picks CUDA, then MPS, then CPU; an explicit accelerator that is absent is a clear error."""
     if name == "auto":
@@ -140,7 +148,7 @@ def non_finite(logs: Mapping[str, float]) -> list[str]:
 # Precision and compilation
 
 
-def autocast(device: torch.device | str, precision: str) -> torch.autocast:
+def autocast(device: torch.device | str, precision: str, cache_enabled: bool = True) -> torch.autocast:
     """The forward passes' precision context: bf16 autocast for ``precision="bf16"``, a no-op for ``"fp32"``.
 
     Weights, optimiser state and losses stay fp32; only matmuls and convolutions run in bf16, and autocast
@@ -150,7 +158,8 @@ def autocast(device: torch.device | str, precision: str) -> torch.autocast:
     if precision not in PRECISIONS:
         raise ValueError(f"precision {precision!r} is not allowed; choose one of: {', '.join(PRECISIONS)}")
     device_type = torch.device(device).type
-    return torch.autocast(device_type, dtype=torch.bfloat16, enabled=precision == "bf16")
+    return torch.autocast(device_type, dtype=torch.bfloat16, enabled=precision == "bf16",
+                          cache_enabled=cache_enabled)
 
 
 def compile_modules(modules: Mapping[str, nn.Module], mode: str, backend: str = "inductor") -> list[str]:

@@ -26,18 +26,21 @@ Imagination: :meth:`WorldModel.burn_in` encodes a real context and warms up the 
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
 from jedi_core.config import Config, WorldModelConfig
-from jedi_core.nn.blocks import Conv3x3, GroupNorm, LSTMState, SmallResBlock, Upsample
+from jedi_core.cuda_graphs import StaticStep
+from jedi_core.nn.blocks import LSTMState
 from jedi_core.nn.diffusion import Denoiser, DenoiserNet
 from jedi_core.nn.encoder import LatentEncoder, latent_clamp
-from jedi_core.nn.ops import fp32_outputs, masked_mean, masked_std
+from jedi_core.nn.ops import masked_mean, masked_std
+from jedi_core.nn.probe import DecoderProbe
 from jedi_core.nn.reward_end import RewardEndModel
 from jedi_core.optim import linear_warmup, make_adamw, optimizer_step
 from jedi_core.replay import TorchBatch
@@ -59,28 +62,6 @@ def quantize_frames(frames: Tensor) -> Tensor:
     return frames.clamp(-1, 1).add(1).mul(127.5).add(1e-3).floor().div(127.5).sub(1)
 
 
-class DecoderProbe(nn.Module):
-    """A pixel decoder trained on *detached* latents: for looking at imagined latents, never for training."""
-
-    def __init__(self, latent_channels: int, channels: tuple[int, ...], out_channels: int = 3):
-        super().__init__()
-        layers: list[nn.Module] = [Conv3x3(latent_channels, channels[0])]
-        for previous, current in zip((channels[0], *channels[:-1]), channels, strict=True):
-            layers += [SmallResBlock(previous, current), Upsample(current)]
-        layers += [GroupNorm(channels[-1]), nn.SiLU(), Conv3x3(channels[-1], out_channels)]
-        self.layers = nn.Sequential(*layers)
-        fp32_outputs(self)
-
-    def forward(self, latents: Tensor) -> Tensor:
-        """(..., C, h, w) latents -> (..., 3, h * 2^k, w * 2^k) frames, unclamped."""
-        out = self.layers(latents.reshape(-1, *latents.shape[-3:]))
-        return out.reshape(*latents.shape[:-3], *out.shape[1:])
-
-    @torch.no_grad()
-    def decode(self, latents: Tensor) -> Tensor:
-        return self(latents).clamp(-1, 1)
-
-
 @dataclass
 class ImaginationState:
     """What imagination carries from one step to the next, for a batch of B rollouts."""
@@ -88,6 +69,15 @@ class ImaginationState:
     latents: Tensor  # (B, L, C, h, w): the last L latents (frames, for the pixel model)
     actions: Tensor  # (B, L): the action taken at each of them; the last is set by imagine_step
     reward_end_state: LSTMState | None  # nn.LSTM's (1, B, D) tensors: the batch is their dimension 1
+
+    def flat(self) -> list[Tensor]:
+        """The state as a list of tensors (a CUDA graph's inputs): latents, actions, then the LSTM's."""
+        return [self.latents, self.actions, *(self.reward_end_state or ())]
+
+    @classmethod
+    def from_flat(cls, tensors: Sequence[Tensor]) -> ImaginationState:
+        latents, actions, *memory = tensors
+        return cls(latents, actions, (memory[0], memory[1]) if memory else None)
 
     def rows(self, index: Tensor | slice) -> ImaginationState:
         """The rollouts ``index`` picks (a slice, or a tensor of row numbers that may repeat)."""
@@ -119,7 +109,8 @@ class WorldModel(nn.Module):
     """
 
     def __init__(self, cfg: WorldModelConfig, encoder: nn.Module, denoiser: Denoiser,
-                 reward_end: RewardEndModel, probe: DecoderProbe | None = None, precision: str = "fp32"):
+                 reward_end: RewardEndModel, probe: DecoderProbe | None = None, precision: str = "fp32",
+                 cuda_graphs: bool = False):
         super().__init__()
         self.cfg = cfg
         self.encoder = encoder
@@ -128,6 +119,8 @@ class WorldModel(nn.Module):
         self.probe = probe
         self.context_length = cfg.denoiser.context_length
         self.precision = precision
+        self.cuda_graphs = cuda_graphs
+        self._static_steps: dict[tuple, StaticStep] = {}  # one captured step per batch shape and device
         self.latent_shape: tuple[int, int, int]  # (C, h, w) of what encode() returns, set by subclasses
 
     # -- training -------------------------------------------------------------------------------
@@ -298,6 +291,41 @@ class WorldModel(nn.Module):
                                      reward_end_state=reward_end_state)
         return next_latent, reward, end, new_state
 
+    def step_function(self, state: ImaginationState, generator: torch.Generator | None = None
+                      ) -> Callable[..., tuple[Tensor, Tensor, Tensor, ImaginationState]]:
+        """What imagination calls at each step: :meth:`imagine_step`, or, with ``performance.cuda_graphs``
+        and the default generator, the same step replayed from a CUDA graph (``jedi_core.cuda_graphs``),
+        captured at the first rollout of each batch shape."""
+        if not self.cuda_graphs or generator is not None:
+            return self.imagine_step
+        key = (tuple(state.latents.shape), state.latents.device, state.reward_end_state is None)
+        if key not in self._static_steps:
+            self._static_steps[key] = self._static_step(state)
+        static = self._static_steps[key]
+
+        def replay(state: ImaginationState, action: Tensor, generator: None = None
+                   ) -> tuple[Tensor, Tensor, Tensor, ImaginationState]:
+            next_latent, reward, end, *new_state = static(*state.flat(), action)
+            return next_latent, reward, end, ImaginationState.from_flat(new_state)
+        return replay
+
+    def _static_step(self, state: ImaginationState) -> StaticStep:
+        def flat_step(*tensors: Tensor) -> list[Tensor]:
+            *flat_state, action = tensors
+            state = ImaginationState.from_flat(flat_state)
+            next_latent, reward, end, new_state = self.imagine_step(state, action)
+            return [next_latent, reward, end, *new_state.flat()]
+
+        def context() -> contextlib.ExitStack:
+            # Autocast's cache of bf16 weights must stay off while a graph is captured (PyTorch's rule).
+            stack = contextlib.ExitStack()
+            stack.enter_context(torch.no_grad())
+            stack.enter_context(autocast(state.latents.device, self.precision, cache_enabled=False))
+            return stack
+
+        first_action = state.actions.new_zeros(state.actions.shape[0])
+        return StaticStep(flat_step, [*state.flat(), first_action], context)
+
     def parameter_counts(self) -> dict[str, int]:
         """Parameters per component (encoder, denoiser, reward_end, probe if any) and their total."""
         components = {"encoder": self.encoder, "denoiser": self.denoiser, "reward_end": self.reward_end,
@@ -312,7 +340,7 @@ class JEDIWorldModel(WorldModel):
     """JEDI: a learned encoder to C x 8 x 8 latents, a one-level latent U-Net, a latent reward/end model."""
 
     def __init__(self, cfg: WorldModelConfig, num_actions: int, frame_size: int = 64, frame_channels: int = 3,
-                 precision: str = "fp32"):
+                 precision: str = "fp32", cuda_graphs: bool = False):
         encoder_cfg = cfg.encoder
         encoder = LatentEncoder(encoder_cfg.channels, encoder_cfg.downsample, encoder_cfg.clamp,
                                 in_channels=frame_channels)
@@ -328,7 +356,7 @@ class JEDIWorldModel(WorldModel):
                 raise ValueError(f"world_model.probe_channels: {len(cfg.probe_channels)} upsamplings take "
                                  f"{latent_size}x{latent_size} latents to {probed_size}, not {frame_size}; "
                                  "give one entry per 2x step")
-        super().__init__(cfg, encoder, denoiser, reward_end, probe, precision)
+        super().__init__(cfg, encoder, denoiser, reward_end, probe, precision, cuda_graphs)
         self.latent_shape = (encoder.latent_channels, latent_size, latent_size)
 
 
@@ -336,10 +364,11 @@ class PixelWorldModel(WorldModel):
     """DIAMOND: no encoder (identity), a 4-level U-Net on 64x64 frames, 8-bit outputs, a CNN reward/end."""
 
     def __init__(self, cfg: WorldModelConfig, num_actions: int, frame_size: int = 64, frame_channels: int = 3,
-                 precision: str = "fp32"):
+                 precision: str = "fp32", cuda_graphs: bool = False):
         denoiser = _make_denoiser(cfg, num_actions, frame_channels, output_transform=quantize_frames)
         reward_end = _make_reward_end(cfg, num_actions, frame_channels, frame_size)
-        super().__init__(cfg, nn.Identity(), denoiser, reward_end, probe=None, precision=precision)
+        super().__init__(cfg, nn.Identity(), denoiser, reward_end, probe=None, precision=precision,
+                         cuda_graphs=cuda_graphs)
         self.latent_shape = (frame_channels, frame_size, frame_size)
 
 
@@ -363,4 +392,4 @@ def build_world_model(cfg: Config, num_actions: int) -> WorldModel:
     """The world model a config asks for: ``method=jedi`` (latent) or ``method=diamond`` (pixel)."""
     cls = JEDIWorldModel if cfg.method == "jedi" else PixelWorldModel
     return cls(cfg.world_model, num_actions, frame_size=cfg.env.screen_size,
-               precision=cfg.performance.precision)
+               precision=cfg.performance.precision, cuda_graphs=cfg.performance.cuda_graphs)

@@ -1,5 +1,7 @@
-"""jedi_core.analysis.video: mp4 files that read back frame for frame, and open-loop imagination aligned with
-the real episode."""
+"""jedi_core.analysis.video: videos in a format browsers play (H.264 mp4, else VP9 WebM) that read back frame
+for frame, and open-loop imagination aligned with the real episode."""
+
+import sys
 
 import cv2
 import numpy as np
@@ -7,14 +9,17 @@ import pytest
 import torch
 
 from jedi_core.agent import Agent, play_episode
-from jedi_core.analysis.video import fit_decoder_probe, imagine_episode, side_by_side, write_mp4
+from jedi_core.analysis.video import fit_decoder_probe, imagine_episode, side_by_side, write_video
 from jedi_core.config import make_config
 from jedi_core.envs import env_num_actions, make_env
 from jedi_core.replay import frames_to_float
 from jedi_core.training.collect import collect_random_steps
 
+#: The codec tags OpenCV reads back for each format, and the suffix that names it.
+FORMATS = {"h264": (".mp4", {"h264", "avc1"}), "vp9": (".webm", {"vp90", "vp09"})}
 
-def _read_mp4(path):
+
+def _read_video(path):
     capture, frames = cv2.VideoCapture(str(path)), []
     while True:
         ok, frame = capture.read()
@@ -23,16 +28,43 @@ def _read_mp4(path):
         frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
 
 
-def test_mp4_reads_back_with_every_frame_upscaled(tmp_path):
+def _codec(path):
+    fourcc = int(cv2.VideoCapture(str(path)).get(cv2.CAP_PROP_FOURCC))
+    return fourcc.to_bytes(4, "little").decode("ascii", "replace").lower()
+
+
+@pytest.fixture(params=sorted(FORMATS))
+def video_format(request, monkeypatch):
+    """Each way of writing: H.264 through imageio-ffmpeg, or VP9 through OpenCV when it is not installed."""
+    if request.param == "h264":
+        pytest.importorskip("imageio_ffmpeg")
+    else:
+        monkeypatch.setitem(sys.modules, "imageio_ffmpeg", None)  # its import now fails
+    return request.param
+
+
+def test_a_video_is_h264_or_vp9_and_reads_back_with_every_frame_upscaled(tmp_path, video_format):
     frames = np.zeros((6, 8, 8, 3), np.uint8)
     for t in range(6):
         frames[t, :, : t + 1] = (200, 40, 40)  # a red band that widens each frame
-    path = write_mp4(tmp_path / "clip.mp4", frames, fps=5, scale=8)
-    assert path.is_file() and not list(tmp_path.glob(".*partial*"))
-    back = _read_mp4(path)
+    path = write_video(tmp_path / "clip", frames, fps=5, scale=8)
+    suffix, codecs = FORMATS[video_format]
+    assert path == tmp_path / f"clip{suffix}" and path.is_file() and not list(tmp_path.glob(".*partial*"))
+    assert _codec(path) in codecs
+    back = _read_video(path)
     assert back.shape == (6, 64, 64, 3)
     red_columns = (back[..., 0].astype(int) > 120).mean(axis=1) > 0.5  # (T, 64)
     assert [int(c.sum()) for c in red_columns] == pytest.approx([8, 16, 24, 32, 40, 48], abs=2)
+
+
+def test_a_video_of_the_other_format_under_the_same_name_is_replaced(tmp_path, monkeypatch):
+    pytest.importorskip("imageio_ffmpeg")
+    frames = np.zeros((2, 8, 8, 3), np.uint8)
+    first = write_video(tmp_path / "agent.mp4", frames)
+    monkeypatch.setitem(sys.modules, "imageio_ffmpeg", None)
+    second = write_video(tmp_path / "agent.mp4", frames)
+    assert (first.name, second.name) == ("agent.mp4", "agent.webm")
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["agent.webm"]
 
 
 def test_side_by_side_keeps_both_panels():

@@ -5,9 +5,7 @@ import io
 
 import matplotlib.pyplot as plt  # the root conftest selects the Agg backend
 import numpy as np
-import pytest
 
-from jedi_core.analysis.video import write_mp4
 from jedi_core.analysis.viz import (
     frames_to_gif,
     latent_mosaic,
@@ -17,7 +15,6 @@ from jedi_core.analysis.viz import (
     render_rollout_step,
     rollout_viewer,
     show_denoising_trajectories,
-    show_video,
 )
 
 
@@ -140,11 +137,3 @@ def test_frames_to_gif_keeps_every_frame_and_the_scale():
     pictures = [np.array(p.convert("RGB")) for p in ImageSequence.Iterator(gif)]
     assert len(pictures) == 5 and pictures[0].shape == (24, 30, 3)
     assert pictures[2][:, 6:9].min() == 255 and pictures[2][:, :6].max() == 0
-
-
-def test_show_video_reads_an_mp4_back_as_a_gif(tmp_path):
-    frames = np.random.default_rng(0).integers(0, 256, (6, 64, 64, 3), dtype=np.uint8)
-    image = show_video(write_mp4(tmp_path / "clip.mp4", frames, fps=5), max_frames=4)
-    assert image.data[:6] == b"GIF89a"
-    with pytest.raises(FileNotFoundError, match="no video frames"):
-        show_video(tmp_path / "missing.mp4")

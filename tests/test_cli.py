@@ -69,9 +69,10 @@ def test_evaluate_command_scores_a_run_and_writes_its_videos(finished_toy_run, c
     run_dir = finished_toy_run.run_dir
     assert main(["evaluate", str(run_dir), "--episodes", "3", "--video", "--probe-updates", "3"]) == 0
     printed = capsys.readouterr().out
-    assert "over 3 episodes" in printed and "agent_vs_imagination.mp4" in printed
-    for name, width in (("agent.mp4", 64), ("agent_vs_imagination.mp4", 2 * 64 + 4)):
-        capture = cv2.VideoCapture(str(run_dir / "videos" / name))
+    assert "over 3 episodes" in printed and "agent_vs_imagination." in printed
+    for name, width in (("agent", 64), ("agent_vs_imagination", 2 * 64 + 4)):
+        (video_file,) = (run_dir / "videos").glob(f"{name}.*")  # .mp4 (H.264) or .webm (VP9)
+        capture = cv2.VideoCapture(str(video_file))
         assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 8  # one Catch episode: 7 steps, 8 frames
         assert int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)) == 4 * width
 
@@ -90,7 +91,7 @@ def test_evaluate_video_fits_the_decoder_probe_once_and_reuses_it(finished_toy_r
     monkeypatch.setattr(video, "fit_decoder_probe", no_fit)
     assert main(command) == 0
     saved = torch.load(run_dir / PROBE_FILE, weights_only=True)
-    assert saved["updates"] == 3 and (run_dir / "videos" / "agent_vs_imagination.mp4").is_file()
+    assert saved["updates"] == 3 and list((run_dir / "videos").glob("agent_vs_imagination.*"))
     monkeypatch.undo()
     fits, fit = [], video.fit_decoder_probe
 

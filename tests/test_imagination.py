@@ -153,3 +153,23 @@ def test_an_update_draws_fresh_contexts_only_to_restart_from(after_end, drawn, s
     actor_critic_training_step(agent.world_model, agent.actor_critic, contexts, cfg.actor_critic, optimizer,
                                scheduler)
     assert cfg.actor_critic.batch_size == 8 and counts == [drawn]  # one draw: the first and fresh contexts
+
+
+def test_the_static_buffer_step_of_cuda_graphs_gives_the_eager_rollout(smoke_setup, trained_like):
+    """``performance.cuda_graphs``: on a CPU the captured step's buffers run eagerly; a rollout through them
+    (inputs copied in, outputs copied out, restarts included) equals the eager rollout draw for draw."""
+    cfg, agent, replay, rng = smoke_setup()
+    trained_like(agent)
+    frames, actions = _contexts(cfg, agent, replay, rng, batch_size=6)
+    restarts = _contexts(cfg, agent, replay, rng, batch_size=6)
+    rollouts = {}
+    for graphs in (False, True):
+        agent.world_model.cuda_graphs = graphs
+        torch.manual_seed(5)  # the graph path draws from the default generator, as a captured graph does
+        rollouts[graphs] = imagine(agent.world_model, agent.actor_critic, frames, actions, horizon=4,
+                                   restarts=restarts)
+    assert len(agent.world_model._static_steps) == 1  # made at the first rollout of this batch shape
+    for name in ("latents", "values", "rewards", "ends", "actions", "logits"):
+        torch.testing.assert_close(getattr(rollouts[True], name), getattr(rollouts[False], name), msg=name)
+    # Every step's latent is its own tensor, not the step buffer the next call overwrites.
+    assert not torch.equal(rollouts[True].latents[:, 1], rollouts[True].latents[:, 2])

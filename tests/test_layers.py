@@ -21,14 +21,15 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE_DIR = ROOT / "jedi_core"
 
 LAYERS: list[tuple[str, ...]] = [
-    ("jedi_core.configlib", "jedi_core.runtime", "jedi_core.envs.games", "jedi_core.nn.ops"),
+    ("jedi_core.configlib", "jedi_core.runtime", "jedi_core.envs.games", "jedi_core.nn.ops",
+     "jedi_core.cuda_graphs"),
     ("jedi_core", "jedi_core.config", "jedi_core.presets", "jedi_core.nn.*", "jedi_core.envs",
      "jedi_core.envs.atari", "jedi_core.envs.toy"),
     ("jedi_core.replay.*", "jedi_core.optim"),
     ("jedi_core.world_model",),
     ("jedi_core.imagination", "jedi_core.agent"),
     ("jedi_core.training.*",),
-    ("jedi_core.analysis.*",),
+    ("jedi_core.analysis.*", "jedi_core.sweep.*"),
     ("jedi_core.__main__",),
 ]
 
@@ -157,7 +158,7 @@ def test_the_networks_take_numbers_not_config_sections():
 
 
 def test_only_the_command_line_and_analysis_import_training():
-    allowed = ("jedi_core.training", "jedi_core.analysis", "jedi_core.__main__")
+    allowed = ("jedi_core.training", "jedi_core.analysis", "jedi_core.sweep", "jedi_core.__main__")
     offending = [f"{module}:{line} imports {imported}"
                  for module, found in _imports_by_module().items()
                  if not any(module == a or module.startswith(a + ".") for a in allowed)

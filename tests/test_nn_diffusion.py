@@ -57,9 +57,11 @@ def test_karras_schedule_runs_from_sigma_max_to_sigma_min_then_zero():
 
 
 def _gaussian_denoiser(mean, std):
-    """The exact D for data ~ N(mean, std^2): E[x | x + sigma * eps] (no offset noise at sampling)."""
+    """The exact D for data ~ N(mean, std^2): E[x | x + sigma * eps] (no offset noise at sampling).
+    The sampler gives it one float noise level for the whole batch."""
     def denoise(noisy, sigma):
-        shrink = std**2 / (std**2 + sigma.view(-1, *([1] * (noisy.dim() - 1))) ** 2)
+        assert isinstance(sigma, float)
+        shrink = std**2 / (std**2 + sigma**2)
         return mean + shrink * (noisy - mean)
     return denoise
 

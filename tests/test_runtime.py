@@ -13,6 +13,7 @@ from jedi_core.runtime import (
     non_finite,
     resolve_device,
     seed_everything,
+    set_backend_flags,
     to_floats,
 )
 
@@ -76,3 +77,18 @@ def test_compile_modules_compiles_in_place_and_keeps_parameter_names():
     assert all(module._compiled_call_impl is not None for module in modules.values())
     torch.testing.assert_close(modules["b"](modules["a"](x)), eager)
     assert {key: list(module.state_dict()) for key, module in modules.items()} == names
+
+
+def test_backend_flags_are_set_both_ways():
+    backends = torch.backends
+    flags = (backends.cuda.matmul.allow_tf32, backends.cudnn.allow_tf32, backends.cudnn.benchmark)
+    try:
+        set_backend_flags(tf32=True, cudnn_benchmark=True)
+        assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
+        assert torch.backends.cudnn.benchmark
+        set_backend_flags(tf32=False, cudnn_benchmark=False)  # a later run in the same process turns them off
+        assert not torch.backends.cuda.matmul.allow_tf32 and not torch.backends.cudnn.allow_tf32
+        assert not torch.backends.cudnn.benchmark
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = flags[:2]
+        torch.backends.cudnn.benchmark = flags[2]

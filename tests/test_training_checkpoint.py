@@ -1,7 +1,12 @@
-"""jedi_core.training.checkpoint: what a run may resume from, exported agent files, and checkpoints that are
-damaged, half written or of another version."""
+"""jedi_core.training.checkpoint: what a run may resume from, exported agent files (safe to load from anyone),
+and checkpoints that are damaged, half written or of another version."""
 
+import contextlib
 import json
+import os
+import pickle
+import shlex
+from pathlib import Path
 
 import pytest
 import torch
@@ -20,6 +25,8 @@ from jedi_core.training.checkpoint import (
 )
 from jedi_core.training.loop import Trainer
 from jedi_core.training.run_dir import CHECKPOINT_FILE, FINAL_SCORES_FILE, METRICS_FILE
+
+SHIPPED_AGENT = Path(__file__).resolve().parents[1] / "assets" / "catch_toy_agent.pt"
 
 
 def _resumable(run_dir):
@@ -43,7 +50,9 @@ def test_a_checkpoint_from_another_config_is_refused(finished_toy_run):
 
 def test_a_run_resumes_with_the_fast_path_switched_on(finished_toy_run):
     cfg, run_dir, _ = finished_toy_run
-    assert RESUMABLE_CHANGES == {"device", "performance.precision", "performance.compile"}
+    assert RESUMABLE_CHANGES == {"device", "performance.precision", "performance.compile",
+                                 "performance.cuda_graphs", "performance.tf32", "performance.cudnn_benchmark",
+                                 "logging.tensorboard"}
     _resumable(run_dir)
     fast = Trainer(apply_overrides(cfg, ["performance.precision=bf16", "device=cpu"]), run_dir, quiet=True)
     fast.load_checkpoint()  # a resumable change: no IncompatibleCheckpoint
@@ -75,11 +84,54 @@ def test_export_writes_an_agent_file_that_loads_and_acts_the_same(finished_toy_r
     _same_weights(agent, original)
     assert not agent.training  # loaded for acting
     assert (tmp_path / "agent.pt").stat().st_size < (run_dir / CHECKPOINT_FILE).stat().st_size / 2
-    assert torch.load(tmp_path / "agent.pt", weights_only=False)["kind"] == AGENT_FILE_KIND
+    assert torch.load(tmp_path / "agent.pt", weights_only=True)["kind"] == AGENT_FILE_KIND  # plain data only
     with pytest.raises(IncompatibleCheckpoint, match="not an exported agent file"):
         load_agent(run_dir / CHECKPOINT_FILE)
     with pytest.raises(FileNotFoundError, match="jedi_core export"):
         load_agent(tmp_path / "missing.pt")
+
+
+def test_the_shipped_agent_holds_only_tensors_and_plain_data():
+    state = torch.load(SHIPPED_AGENT, weights_only=True)
+    assert state["kind"] == AGENT_FILE_KIND and isinstance(state["config"], dict)
+    cfg, agent, info = load_agent(SHIPPED_AGENT, device="cpu")
+    assert cfg.env.kind == "toy" and not agent.training and info["counters"]["env_steps"] > 0
+
+
+class _RunsCode:
+    """Pickled as a call to ``os.system``: an unsafe load of it creates ``marker``."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {shlex.quote(str(self.marker))}",)
+
+
+class _SomeClass:
+    """Any class: a jedi export holds none."""
+
+
+@pytest.mark.parametrize("made_with", ["torch.save", "a raw pickle", "a pickled class"])
+def test_an_agent_file_that_carries_pickled_code_is_refused_and_its_code_never_runs(made_with, tmp_path):
+    marker, path = tmp_path / "the payload ran", tmp_path / "agent.pt"
+    payload = _SomeClass() if made_with == "a pickled class" else _RunsCode(marker)
+    state = {"kind": AGENT_FILE_KIND, "version": CHECKPOINT_VERSION, "agent": {}, "payload": payload}
+    if made_with == "a raw pickle":
+        path.write_bytes(pickle.dumps(state, protocol=2))
+    else:
+        torch.save(state, path)
+    with pytest.raises(IncompatibleCheckpoint) as refused:
+        load_agent(path)
+    message = str(refused.value)
+    assert message.startswith(f"{path} is not a jedi export") and "\n" not in message
+    asked = "_SomeClass" if made_with == "a pickled class" else "system"  # posix.system on Linux and macOS
+    assert "(it asks for " in message and asked in message
+    assert not marker.exists()
+    if made_with != "a pickled class":  # the file is a live one: an unsafe load runs its payload
+        with contextlib.suppress(RuntimeError):  # a raw pickle is then refused, too late, for its format
+            torch.load(path, weights_only=False)
+        assert marker.exists()
 
 
 def test_a_checkpoint_or_agent_file_of_another_version_is_refused(finished_toy_run, tmp_path):

@@ -12,6 +12,7 @@ versions and settings.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import multiprocessing
 import platform
@@ -28,7 +29,7 @@ import torch
 import jedi_core
 from jedi_core.config import make_config
 from jedi_core.replay import ReplayBuffer
-from jedi_core.runtime import atomic_write_text, resolve_device, seed_everything
+from jedi_core.runtime import atomic_write_text, resolve_device, seed_everything, set_backend_flags
 from jedi_core.training.schedule import total_updates
 
 PAIRS = {"paper": ("atari100k", "diamond"), "smoke": ("smoke", "smoke_diamond")}
@@ -82,6 +83,7 @@ def measure_preset(preset: str, settings: dict) -> dict:
                  f"actor_critic.horizon={settings['horizon']}", *settings.get("overrides", ())]
     cfg = make_config(preset, overrides)
     device = resolve_device(cfg.device)
+    set_backend_flags(cfg.performance.tf32, cfg.performance.cudnn_benchmark)
     rng = seed_everything(0)
     num_actions = settings["num_actions"]
     agent = Agent(cfg, num_actions).to(device)
@@ -135,7 +137,7 @@ def measure_preset(preset: str, settings: dict) -> dict:
         # host prepares the next batch during the current update and never starves the device.
         "batch_assembly_ms": 1000 / _median_rate(batch_assembly, 1, device=torch.device("cpu"), **timing),
         "parameters": world_model.parameter_counts(),
-        "performance": {"precision": cfg.performance.precision, "compile": cfg.performance.compile},
+        "performance": dataclasses.asdict(cfg.performance),
     }
     result["projected_update_hours"] = projected_update_hours(cfg, result["world_model_updates_per_s"],
                                                               result["actor_critic_updates_per_s"])

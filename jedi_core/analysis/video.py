@@ -1,9 +1,13 @@
 """Videos of a trained agent: what it does in the real game, and what its world model imagines meanwhile.
 
-``agent.mp4`` is one evaluation episode. ``agent_vs_imagination.mp4`` puts the real episode on the left and,
-on the right, the world model's *open-loop* imagination of it: burnt in on the first ``context_length`` real
-frames, then fed the same actions the agent took, never seeing another real frame. Where the two panels drift
-apart is where the world model is wrong (imagination).
+``agent`` is one evaluation episode. ``agent_vs_imagination`` puts the real episode on the left and, on the
+right, the world model's *open-loop* imagination of it: burnt in on the first ``context_length`` real frames,
+then fed the same actions the agent took, never seeing another real frame. Where the two panels drift apart is
+where the world model is wrong (imagination).
+
+Both are videos that browsers, Jupyter and Colab play: H.264 in ``.mp4`` with the ``video`` extra
+(imageio-ffmpeg's ffmpeg), else VP9 in ``.webm`` through OpenCV's own ffmpeg (OpenCV's ``mp4v`` plays in
+neither Chrome nor Colab, and its wheels carry no H.264 encoder).
 
 JEDI imagines latents, not pixels; they are drawn by the decoder probe, which learns to draw *detached*
 latents and never trains the encoder. A run trained without the probe gets one fitted here, on its replay.
@@ -14,6 +18,8 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import types
+from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -25,9 +31,10 @@ from tqdm.auto import tqdm
 from jedi_core.agent import Agent, EpisodeRecording, play_episode
 from jedi_core.config import Config
 from jedi_core.envs import make_env
+from jedi_core.nn.probe import DecoderProbe
 from jedi_core.replay import ReplayBuffer, frames_to_float
 from jedi_core.runtime import atomic_write_bytes
-from jedi_core.world_model import DecoderProbe, WorldModel
+from jedi_core.world_model import WorldModel
 
 #: Longest episode a video shows: 2,000 agent steps, about a 2-minute video at an Atari run's frame rate.
 VIDEO_MAX_STEPS = 2_000
@@ -35,6 +42,8 @@ VIDEO_MAX_STEPS = 2_000
 ATARI_FPS = 60
 #: Frames a second of the toy game's videos: slow enough to follow the ball falling one cell a step.
 TOY_FPS = 4
+#: The formats :func:`write_video` writes: H.264 mp4 (with imageio-ffmpeg), else VP9 WebM.
+VIDEO_SUFFIXES = (".mp4", ".webm")
 
 
 def fit_decoder_probe(world_model: WorldModel, replay: ReplayBuffer, updates: int = 500, batch_size: int = 32,
@@ -94,29 +103,70 @@ def side_by_side(left: np.ndarray, right: np.ndarray, gap: int = 4) -> np.ndarra
     return np.concatenate([left, bar, right], axis=2)
 
 
-def write_mp4(path: str | Path, frames: np.ndarray, fps: int = 15, scale: int = 4) -> Path:
-    """Write uint8 RGB frames (T, H, W, 3) as an mp4, upscaled ``scale``x with nearest pixels; atomically."""
-    path = Path(path)
+def write_video(path: str | Path, frames: np.ndarray, fps: int = 15, scale: int = 4) -> Path:
+    """Write uint8 RGB frames (T, H, W, 3) as a video, upscaled ``scale``x with nearest pixels; atomically.
+
+    ``path``'s suffix is replaced by the format written, and the path written is returned: ``.mp4`` (H.264)
+    where imageio-ffmpeg is installed, else ``.webm`` (VP9). A video of the other format left at the same
+    name (an earlier call, another install) is removed, so a folder never holds two different episodes
+    under one name.
+    """
+    try:
+        import imageio_ffmpeg
+    except ImportError:
+        imageio_ffmpeg = None
+    suffix = ".mp4" if imageio_ffmpeg is not None else ".webm"
+    path = Path(path).with_suffix(suffix)
     path.parent.mkdir(parents=True, exist_ok=True)
-    height, width = frames.shape[1] * scale, frames.shape[2] * scale
-    partial = path.with_name(f".{path.stem}.partial{path.suffix}")  # cv2 picks the container by extension
-    writer = cv2.VideoWriter(str(partial), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
-    if not writer.isOpened():
-        raise RuntimeError(f"OpenCV cannot write mp4 files here (tried {partial})")
+    size = (frames.shape[2] * scale, frames.shape[1] * scale)  # (width, height)
+    big = (cv2.resize(frame, size, interpolation=cv2.INTER_NEAREST) for frame in frames)  # one at a time
+    partial = path.with_name(f".{path.stem}.partial{suffix}")  # the writers pick the container by extension
+    try:
+        if imageio_ffmpeg is not None:
+            _write_h264(imageio_ffmpeg, partial, big, size, fps)
+        else:
+            _write_vp9(partial, big, size, fps)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    os.replace(partial, path)
+    for stale in VIDEO_SUFFIXES:
+        if stale != suffix:
+            path.with_suffix(stale).unlink(missing_ok=True)
+    return path
+
+
+def _write_h264(imageio_ffmpeg: types.ModuleType, path: Path, frames: Iterator[np.ndarray],
+                size: tuple[int, int], fps: int) -> None:
+    """H.264 in yuv420p (the pixel format browsers decode); ``+faststart`` lets it play before it loads."""
+    writer = imageio_ffmpeg.write_frames(str(path), size, fps=fps, codec="libx264", quality=8,
+                                         macro_block_size=2, output_params=["-movflags", "+faststart"])
+    writer.send(None)  # starts ffmpeg
     try:
         for frame in frames:
-            big = cv2.resize(frame, (width, height), interpolation=cv2.INTER_NEAREST)
-            writer.write(cv2.cvtColor(big, cv2.COLOR_RGB2BGR))
+            writer.send(np.ascontiguousarray(frame))
+    finally:
+        writer.close()
+
+
+def _write_vp9(path: Path, frames: Iterator[np.ndarray], size: tuple[int, int], fps: int) -> None:
+    """VP9 in WebM through OpenCV (its ffmpeg prints a harmless line: WebM files carry no codec tag)."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"VP90"), fps, size)
+    if not writer.isOpened():
+        raise RuntimeError(f"OpenCV cannot write VP9 WebM files here (tried {path}); install the video extra "
+                           "for H.264 mp4s: pip install 'jedi-core[video]'")
+    try:
+        for frame in frames:
+            writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
     finally:
         writer.release()
-    os.replace(partial, path)
-    return path
 
 
 def write_videos(agent: Agent, cfg: Config, out_dir: str | Path, seed: int,
                  replay: ReplayBuffer | None = None, probe_updates: int = 500,
                  progress: bool = False, probe_file: str | Path | None = None) -> dict[str, Path]:
-    """``agent.mp4`` and ``agent_vs_imagination.mp4`` of one evaluation episode, in ``out_dir``.
+    """The videos ``agent`` and ``agent_vs_imagination`` of one evaluation episode, in ``out_dir``
+    (:func:`write_video`: ``.mp4`` or ``.webm``).
 
     A JEDI run without a decoder probe gets one fitted on ``replay`` for ``probe_updates`` updates
     (``progress``: with a progress bar). With ``probe_file`` the fitted probe is saved there and reused by
@@ -145,9 +195,9 @@ def write_videos(agent: Agent, cfg: Config, out_dir: str | Path, seed: int,
                     atomic_write_bytes(probe_file, buffer.getvalue())
     imagined = imagine_episode(world_model, recording, probe, seed=seed)
     fps = ATARI_FPS // cfg.env.frame_skip if cfg.env.kind == "atari" else TOY_FPS
-    return {"agent": write_mp4(out_dir / "agent.mp4", recording.frames, fps),
-            "agent_vs_imagination": write_mp4(out_dir / "agent_vs_imagination.mp4",
-                                              side_by_side(recording.frames, imagined), fps)}
+    return {"agent": write_video(out_dir / "agent", recording.frames, fps),
+            "agent_vs_imagination": write_video(out_dir / "agent_vs_imagination",
+                                                side_by_side(recording.frames, imagined), fps)}
 
 
 def _encoder_digest(world_model: WorldModel) -> str:

@@ -218,26 +218,6 @@ def frames_to_gif(frames: np.ndarray, fps: int = 15, scale: int = 2) -> bytes:
     return buffer.getvalue()
 
 
-def show_video(path, max_frames: int = 600, fps: int = 15, scale: int = 2):
-    """An mp4 written by ``jedi_core.analysis.video`` as an inline animated GIF (its first ``max_frames``
-    frames)."""
-    import cv2
-    from IPython.display import Image
-
-    capture = cv2.VideoCapture(str(path))
-    frames = []
-    while len(frames) < max_frames:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
-    capture.release()
-    if not frames:
-        raise FileNotFoundError(f"no video frames could be read from {path}")
-    downscale = max(1, frames[0].shape[0] // 64)  # the mp4s are upscaled for players; undo it before the GIF
-    return Image(data=frames_to_gif(np.stack(frames)[:, ::downscale, ::downscale], fps, scale), format="gif")
-
-
 def plot_histories(histories: dict[str, Sequence[dict]], keys: Sequence[str],
                    titles: Sequence[str] | None = None, log_scale: Sequence[str] = (),
                    x_key: str | None = None):

@@ -14,6 +14,7 @@ Karras schedule (JEDI: 3).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -54,16 +55,24 @@ class SamplerSettings(Protocol):
 
 @dataclass
 class Conditioners:
-    """Per-sample EDM scalings, shaped to broadcast over (B, C, H, W)."""
+    """EDM scalings: per sample, shaped to broadcast over (B, C, H, W); or host floats for one noise level."""
 
-    c_in: Tensor
-    c_out: Tensor
-    c_skip: Tensor
-    c_noise: Tensor  # (B,): the network's noise-level input
+    c_in: Tensor | float
+    c_out: Tensor | float
+    c_skip: Tensor | float
+    c_noise: Tensor | float  # (B,) or a float: the network's noise-level input
 
 
-def conditioners(sigma: Tensor, sigma_data: float, sigma_offset_noise: float) -> Conditioners:
-    """EDM preconditioning with DIAMOND's offset noise folded into sigma."""
+def conditioners(sigma: Tensor | float, sigma_data: float, sigma_offset_noise: float) -> Conditioners:
+    """EDM preconditioning with DIAMOND's offset noise folded into sigma.
+
+    A float ``sigma`` (the sampler's: one level for the whole batch) gives host floats, which cost no kernel.
+    """
+    if not isinstance(sigma, Tensor):
+        sigma = math.sqrt(sigma**2 + sigma_offset_noise**2)
+        c_skip = sigma_data**2 / (sigma**2 + sigma_data**2)
+        return Conditioners(c_in=1 / math.sqrt(sigma**2 + sigma_data**2), c_out=sigma * math.sqrt(c_skip),
+                            c_skip=c_skip, c_noise=math.log(sigma) / 4)
     sigma = (sigma**2 + sigma_offset_noise**2).sqrt()
     c_in = 1 / (sigma**2 + sigma_data**2).sqrt()
     c_skip = sigma_data**2 / (sigma**2 + sigma_data**2)
@@ -94,6 +103,8 @@ def f_target(clean: Tensor, noisy: Tensor, cs: Conditioners) -> Tensor:
 
 def denoised_from_output(noisy: Tensor, network_output: Tensor, cs: Conditioners) -> Tensor:
     """D = c_skip * x_noisy + c_out * F (before any output transform such as a clamp)."""
+    if isinstance(cs.c_out, float):  # the same sum, with the scalar c_out folded into the addition's kernel
+        return torch.add(cs.c_skip * noisy, network_output, alpha=cs.c_out)
     return cs.c_skip * noisy + cs.c_out * network_output
 
 
@@ -112,8 +123,9 @@ def karras_sigmas(num_steps: int, sigma_min: float, sigma_max: float, rho: float
     return torch.cat([sigmas, sigmas.new_zeros(1)]).float()
 
 
-#: ``denoise(x_noisy, sigma) -> D``, with the context already bound in.
-DenoiseFn = Callable[[Tensor, Tensor], Tensor]
+#: ``denoise(x_noisy, sigma) -> D``, with the context already bound in; ``sigma`` is a float, the noise level
+#: of the whole batch.
+DenoiseFn = Callable[[Tensor, float], Tensor]
 
 
 @torch.no_grad()
@@ -127,7 +139,7 @@ def sample(denoise: DenoiseFn, shape: tuple[int, ...], settings: SamplerSettings
     issue #40), at the price of under-dispersed samples where the context says little.
     """
     # The schedule lives on the host as Python floats: comparing device tensors in ``if`` would make the
-    # host wait for the GPU at every step (see jedi_core.runtime).
+    # host wait for the GPU at every step (see jedi_core.runtime), and float scalings cost no kernel.
     sigmas = karras_sigmas(settings.num_steps, settings.sigma_min, settings.sigma_max, settings.rho).tolist()
     x = torch.randn(shape, device=device, generator=generator)
     if settings.init_noise == "sigma_max":
@@ -140,14 +152,15 @@ def sample(denoise: DenoiseFn, shape: tuple[int, ...], settings: SamplerSettings
         if gamma > 0:
             eps = torch.randn(shape, device=device, generator=generator) * settings.s_noise
             x = x + eps * (sigma_hat**2 - sigma**2) ** 0.5
-        denoised = denoise(x, torch.full(shape[:1], sigma_hat, device=device))
-        derivative = (x - denoised) / sigma_hat
+        denoised = denoise(x, sigma_hat)
         step = next_sigma - sigma_hat
+        # x + derivative * step with derivative = (x - D) / sigma_hat: the scalar rides in the add's kernel.
+        x_euler = torch.add(x, x - denoised, alpha=step / sigma_hat)
         if settings.order == 1 or next_sigma == 0:
-            x = x + derivative * step  # Euler (the last step, to sigma = 0, is always Euler)
+            x = x_euler  # Euler (the last step, to sigma = 0, is always Euler)
         else:
-            x_euler = x + derivative * step
-            denoised_2 = denoise(x_euler, torch.full(shape[:1], next_sigma, device=device))
+            denoised_2 = denoise(x_euler, next_sigma)
+            derivative = (x - denoised) / sigma_hat
             derivative_2 = (x_euler - denoised_2) / next_sigma
             x = x + (derivative + derivative_2) / 2 * step  # Heun
         trajectory.append(x)
@@ -179,8 +192,9 @@ class DenoiserNet(nn.Module):
         nn.init.zeros_(self.conv_out.weight)  # F = 0 at init: D starts as c_skip * x_noisy
         fp32_outputs(self)
 
-    def forward(self, noisy: Tensor, c_noise: Tensor, context: Tensor, actions: Tensor) -> Tensor:
-        """noisy (B, C, H, W), c_noise (B,), context (B, L, C, H, W), actions (B, L) -> (B, C, H, W)."""
+    def forward(self, noisy: Tensor, c_noise: Tensor | float, context: Tensor, actions: Tensor) -> Tensor:
+        """noisy (B, C, H, W), c_noise (B,) or one float, context (B, L, C, H, W), actions (B, L)
+        -> (B, C, H, W)."""
         cond = self.cond_mlp(self.noise_embedding(c_noise) + self.action_embedding(actions).flatten(1))
         x = self.conv_in(torch.cat([context.flatten(1, 2), noisy], dim=1))
         return self.conv_out(F.silu(self.norm_out(self.unet(x, cond))))
@@ -208,10 +222,14 @@ class Denoiser(nn.Module):
         # Context frames are clean, so they are only rescaled by 1 / sigma_data (as in DIAMOND).
         return self.net(noisy * cs.c_in, cs.c_noise, context / self.edm.sigma_data, actions)
 
-    def denoise(self, noisy: Tensor, sigma: Tensor, context: Tensor, actions: Tensor) -> Tensor:
-        """D(x_noisy, sigma | context, actions), output transform applied."""
+    def denoise(self, noisy: Tensor, sigma: Tensor | float, context: Tensor, actions: Tensor) -> Tensor:
+        """D(x_noisy, sigma | context, actions), output transform applied; ``sigma`` (B,) or one float."""
+        return self._denoise(noisy, sigma, context / self.edm.sigma_data, actions)
+
+    def _denoise(self, noisy: Tensor, sigma: Tensor | float, scaled_context: Tensor, actions: Tensor
+                 ) -> Tensor:
         cs = self.conditioners(sigma)
-        output = self.network_output(noisy, cs, context, actions)
+        output = self.net(noisy * cs.c_in, cs.c_noise, scaled_context, actions)
         return self.output_transform(denoised_from_output(noisy, output, cs))
 
     def loss(self, target: Tensor, context: Tensor, actions: Tensor, mask: Tensor | None = None
@@ -233,5 +251,6 @@ class Denoiser(nn.Module):
                     sampler: SamplerSettings | None = None) -> Tensor:
         """Sample the next frame/latent given (B, L, C, H, W) context and (B, L) actions."""
         shape = context.shape[:1] + context.shape[2:]
-        return sample(lambda x, s: self.denoise(x, s, context, actions), shape, sampler or self.sampler,
-                      context.device, generator)
+        scaled_context = context / self.edm.sigma_data  # once for all the sampler's steps
+        return sample(lambda x, s: self._denoise(x, s, scaled_context, actions), shape,
+                      sampler or self.sampler, context.device, generator)

@@ -2,7 +2,9 @@
 
 The replay is written before the checkpoint (each atomically), so a crash between the two leaves a replay
 that may hold steps the checkpoint has not counted, never the reverse. An exported agent file holds the
-config and the agent's weights only: for sharing a trained agent and for the notebooks' shipped one.
+config and the agent's weights only: for sharing a trained agent and for the notebooks' shipped one. It holds
+tensors and plain data (the config as a dict), so it is read with ``torch.load(weights_only=True)``, which
+runs no code from the file.
 """
 
 from __future__ import annotations
@@ -10,7 +12,10 @@ from __future__ import annotations
 import io
 import json
 import os
+import pickle
+import re
 import sys
+import warnings
 from pathlib import Path
 
 import torch
@@ -35,8 +40,9 @@ from jedi_core.training.run_dir import (
 #: files were all "normalized", True and joint; a missing key now reads as the paper's "raw", False and
 #: "separate"), and one world-model optimiser per update part (``wm_optimizers``).
 CHECKPOINT_VERSION = 2
-#: Settings a resumed run may change: where and how fast it runs, never what it computes.
-RESUMABLE_CHANGES = {"device", "performance.precision", "performance.compile"}
+#: Settings a resumed run may change: where and how fast it runs, and where it logs; never what it computes.
+RESUMABLE_CHANGES = {"device", "performance.precision", "performance.compile", "performance.cuda_graphs",
+                     "performance.tf32", "performance.cudnn_benchmark", "logging.tensorboard"}
 #: The ``kind`` of an exported agent file (weights only), as opposed to a resumable checkpoint.
 AGENT_FILE_KIND = "jedi-agent"
 
@@ -104,23 +110,42 @@ def read_run_checkpoint(run_dir: Path, device: torch.device) -> tuple[dict, Path
         raise DamagedCheckpoint(f"{why}, and {damage.reason}: {way_out}") from damage
 
 
-def read_checkpoint(path: Path, device: torch.device) -> dict:
+def read_checkpoint(path: Path, device: torch.device, weights_only: bool = False) -> dict:
     """A checkpoint (or exported agent file) as saved, refused if another checkpoint version wrote it; a file
-    that cannot be read raises :class:`DamagedCheckpoint` naming it."""
+    that cannot be read raises :class:`DamagedCheckpoint` naming it.
+
+    A run's own checkpoint is read with ``weights_only=False``: its optimiser, scheduler and RNG states are
+    pickled Python objects, and it is only read from the user's own run folders, written by their own
+    training. A file that may come from anyone is an exported agent, read with ``weights_only=True``
+    (:func:`load_agent`): one that holds anything beyond tensors and plain data is refused, and nothing in it
+    runs.
+    """
     try:
-        state = torch.load(path, map_location=device, weights_only=False)
+        with warnings.catch_warnings():  # the safe loader's note on a raw pickle's protocol; refused below
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            state = torch.load(path, map_location=device, weights_only=weights_only)
     except FileNotFoundError:
         raise
-    except Exception as error:  # torch raises many kinds here: EOFError, UnpicklingError, RuntimeError, ...
-        reason = f"{path} is damaged and cannot be read ({type(error).__name__}: {str(error)[:100]})"
-        message = f"{reason}; a full disk or an interrupted copy can do this"
-        raise DamagedCheckpoint(message, reason) from error
+    except pickle.UnpicklingError as error:
+        if not weights_only:
+            raise _damaged(path, error) from error
+        asked = re.search(r"GLOBAL (\S+)", str(error))  # what the file would have called, e.g. posix.system
+        what = f" (it asks for {asked.group(1)})" if asked else ""
+        raise IncompatibleCheckpoint(f"{path} is not a jedi export and was not loaded: it holds something "
+                                     f"other than tensors and plain data{what}") from None
+    except Exception as error:  # torch raises many kinds here: EOFError, RuntimeError, ...
+        raise _damaged(path, error) from error
     if not isinstance(state, dict) or "version" not in state:
         raise DamagedCheckpoint(f"{path} is not a jedi_core checkpoint: it holds no version stamp")
     if state.get("version") != CHECKPOINT_VERSION:
         raise IncompatibleCheckpoint(f"{path} is checkpoint version {state.get('version')}; this jedi_core "
                                      f"({jedi_core.__version__}) reads version {CHECKPOINT_VERSION}")
     return state
+
+
+def _damaged(path: Path, error: Exception) -> DamagedCheckpoint:
+    reason = f"{path} is damaged and cannot be read ({type(error).__name__}: {str(error)[:100]})"
+    return DamagedCheckpoint(f"{reason}; a full disk or an interrupted copy can do this", reason)
 
 
 def check_resumable(path: Path, saved_config: dict, cfg: Config) -> None:
@@ -161,12 +186,16 @@ def export_agent(run_dir: str | Path, path: str | Path) -> Path:
 
 
 def load_agent(path: str | Path, device: str | None = None) -> tuple[Config, Agent, dict]:
-    """An exported agent file's config, agent (in eval mode) and metadata (counters, final scores)."""
+    """An exported agent file's config, agent (in eval mode) and metadata (counters, final scores).
+
+    Read with ``weights_only=True``, which runs no code from the file: one that carries pickled code is
+    refused (:class:`IncompatibleCheckpoint`) and its code never runs.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no agent file at {path} (make one with `python -m jedi_core export RUN_DIR "
                                 f"{path}`)")
-    state = read_checkpoint(path, torch.device("cpu"))
+    state = read_checkpoint(path, torch.device("cpu"), weights_only=True)
     if state.get("kind") != AGENT_FILE_KIND:
         raise IncompatibleCheckpoint(f"{path} is not an exported agent file; a run's checkpoint.pt is read "
                                      "with load_run(RUN_DIR)")

@@ -39,6 +39,7 @@ from jedi_core.runtime import (
     non_finite,
     resolve_device,
     seed_everything,
+    set_backend_flags,
     stop_signals_as_interrupts,
 )
 from jedi_core.training.checkpoint import check_resumable, read_run_checkpoint, write_checkpoint
@@ -46,15 +47,18 @@ from jedi_core.training.collect import Collector, evaluate
 from jedi_core.training.run_dir import (
     CHECKPOINT_FILE,
     CONFIG_FILE,
+    ENVIRONMENT_FILE,
     FINAL_SCORES_FILE,
     METRICS_FILE,
     REPLAY_DIR,
     append_metrics,
     has_checkpoint,
     lock_run_dir,
+    run_environment,
     truncate_metrics,
 )
 from jedi_core.training.schedule import hours_left
+from jedi_core.training.tensorboard import TensorBoardMirror, check_tensorboard
 from jedi_core.world_model import UPDATE_SCHEDULES
 
 #: Updates whose logs are read (and checked for divergence) in one device-to-host transfer.
@@ -79,10 +83,13 @@ class Trainer:
     """
 
     def __init__(self, cfg: Config, run_dir: str | Path, quiet: bool = False):
+        if cfg.logging.tensorboard:
+            check_tensorboard()
         self.cfg = cfg
         self.run_dir = Path(run_dir)
         self.quiet = quiet
         self.device = resolve_device(cfg.device)
+        set_backend_flags(cfg.performance.tf32, cfg.performance.cudnn_benchmark)
         seed_everything(cfg.seed)
         self.agent = Agent(cfg, env_num_actions(cfg.env)).to(self.device)
         self.agent.compile_per_step_networks(cfg.performance.compile)
@@ -100,6 +107,8 @@ class Trainer:
         self._rates: dict[str, float] = {}  # updates/s measured over the last epoch, for the time left
         self._collector: Collector | None = None  # the run's, once it runs
         self._bar: tqdm | None = None  # the run's progress bar, once it runs
+        self._tensorboard: TensorBoardMirror | None = None  # with logging.tensorboard, once it runs
+        self.environment = run_environment(self.device, cfg.performance.precision)
         self._bar_title = f"{cfg.method} {cfg.env.game_name}"
 
     # -- the loop -------------------------------------------------------------------------------
@@ -125,7 +134,10 @@ class Trainer:
             self._say(f"resumed {self.run_dir} at epoch {self.counters['epoch']}, "
                       f"{self.counters['env_steps']} env steps")
         atomic_write_text(self.run_dir / CONFIG_FILE, json.dumps(to_dict(self.cfg), indent=1))
+        atomic_write_text(self.run_dir / ENVIRONMENT_FILE, json.dumps(self.environment, indent=1))
         cfg = self.cfg
+        if cfg.logging.tensorboard:
+            self._tensorboard = TensorBoardMirror(self.run_dir, next_epoch=self.counters["epoch"] + 1)
         train = cfg.training
         collector = Collector(cfg, self.replay, self.agent, cfg.seed,
                               resets=self.counters["collector_resets"])
@@ -153,6 +165,8 @@ class Trainer:
                 raise
             finally:
                 bar.close()
+                if self._tensorboard is not None:
+                    self._tensorboard.close()
             return self.final_evaluation()
 
     def _initial_collection(self, collector: Collector, bar: tqdm) -> None:
@@ -295,7 +309,7 @@ class Trainer:
                            progress=not self.quiet)
         scores = {"method": METHOD_LABELS[cfg.method], "game": cfg.env.game_name, "seed": cfg.seed,
                   "episode_returns": returns, "env_steps": self.counters["env_steps"], "preset": cfg.preset,
-                  "jedi_core": jedi_core.__version__}
+                  "jedi_core": jedi_core.__version__, "environment": self.environment}
         atomic_write_text(self.run_dir / FINAL_SCORES_FILE, json.dumps(scores, indent=1))
         self._say(f"final evaluation over {len(returns)} episodes: mean return {np.mean(returns):.2f}")
         return scores
@@ -360,6 +374,8 @@ class Trainer:
     def _log(self, record: dict) -> None:
         append_metrics(self.run_dir, record)
         self._unlogged_epoch = None
+        if self._tensorboard is not None:
+            self._tensorboard.write(record)
 
     def _say(self, message: str, always: bool = False) -> None:
         """Print ``message`` above the progress bar, unless quiet (``always``: a stop's message, printed even

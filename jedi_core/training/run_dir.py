@@ -3,11 +3,14 @@
 A run lives in one folder::
 
     RUN_DIR/config.json         the resolved config
+    RUN_DIR/environment.json    where the run last started: device, GPU, torch, CUDA, precision
     RUN_DIR/checkpoint.pt       models, optimisers, schedules, counters, RNG states (atomic)
     RUN_DIR/checkpoint.prev.pt  the one before, read if the newest is damaged
     RUN_DIR/replay/             every real transition (atomic, incremental)
     RUN_DIR/metrics.jsonl       one line per epoch, up to the checkpoint's epoch once a run resumes
-    RUN_DIR/final_scores.json   the final evaluation, read by ``python -m jedi_core report``
+    RUN_DIR/tensorboard/        the same lines as TensorBoard scalars, with ``logging.tensorboard=true``
+    RUN_DIR/final_scores.json   the final evaluation, read by ``python -m jedi_core report``; its
+                                ``environment`` is environment.json's of the process that wrote it
 """
 
 from __future__ import annotations
@@ -15,16 +18,25 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import platform
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from jedi_core.config import Config
+
+if TYPE_CHECKING:
+    import torch
 
 CHECKPOINT_FILE = "checkpoint.pt"
 #: The checkpoint before the last one, kept so that a damaged newest checkpoint does not end the run.
 PREVIOUS_CHECKPOINT_FILE = "checkpoint.prev.pt"
 CONFIG_FILE = "config.json"
+#: Where the run trains (a sibling of config.json, which holds settings only and is read back as a config).
+ENVIRONMENT_FILE = "environment.json"
 METRICS_FILE = "metrics.jsonl"
+#: metrics.jsonl as TensorBoard scalars, with ``logging.tensorboard=true`` (``tensorboard --logdir runs/``).
+TENSORBOARD_DIR = "tensorboard"
 REPLAY_DIR = "replay"
 #: Held (an OS file lock) by the process training in the folder; released when it stops, however it stops.
 LOCK_FILE = ".lock"
@@ -123,3 +135,19 @@ def lock_run_dir(run_dir: str | Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def run_environment(device: torch.device, precision: str) -> dict[str, str | None]:
+    """Where this process trains: scores and speed depend on the device, the GPU and the library versions,
+    which config.json (settings only) does not hold."""
+    import torch  # here: reading and naming run folders needs no torch
+
+    import jedi_core
+
+    return {"device": str(device),
+            "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+            "torch": torch.__version__,
+            "cuda": torch.version.cuda,
+            "precision": precision,
+            "python": platform.python_version(),
+            "jedi_core": jedi_core.__version__}

@@ -1,0 +1,97 @@
+"""benchmarks/gpu_session.sh, the one-command GPU measurement, run as its CPU dry run: every stage must still
+import, parse its flags, measure at tiny sizes and write its JSON, so the script works the first time it meets
+a GPU.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "benchmarks" / "gpu_session.sh"
+STAGES = ["ceilings", "bench_fp32", "profile", "run_probe", "bench_bf16", "graphs", "compile"]
+#: Stages that may skip themselves on a CPU: none (the CUDA-graph stage runs its buffers eagerly there).
+MAY_SKIP: set[str] = set()
+
+
+def run_script(*args, env=None, timeout=900):
+    environment = {**os.environ, "PYTHON": sys.executable, **(env or {})}
+    return subprocess.run(["bash", str(SCRIPT), *args], cwd=ROOT, env=environment, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def test_cpu_dry_run_runs_every_stage(tmp_path):
+    out = tmp_path / "out"
+    result = run_script("--cpu-dry-run", str(out))
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+
+    stages = json.loads((out / "stages.json").read_text())
+    assert list(stages) == STAGES
+    for name, state in stages.items():
+        allowed = {"ok", "skipped"} if name in MAY_SKIP else {"ok"}
+        assert state["state"] in allowed, (name, state, (out / "logs" / f"{name}.log").read_text()[-3000:])
+        assert (out / "logs" / f"{name}.log").is_file()
+        assert (out / f"{name}.json").is_file()
+
+    env = json.loads((out / "environment.json").read_text())
+    assert env["mode"] == "cpu-dry-run"
+    for key in ("device", "torch", "cuda", "python", "git_commit", "commit_source", "source_sha256",
+                "modules", "budgets"):
+        assert key in env, key
+    assert env["modules"]["torch"]["version"] == env["torch"]
+
+    ceilings = json.loads((out / "ceilings.json").read_text())
+    assert ceilings["eager_tiny_kernel_us"] > 0 and ceilings["graph_tiny_kernel_us"] is None
+    assert ceilings["skipped_parts"]  # the CUDA-graph part, named
+    for name, precision in (("bench_fp32", "fp32"), ("bench_bf16", "bf16")):
+        bench = json.loads((out / f"{name}.json").read_text())
+        assert bench["jedi"]["preset"] == "smoke" and bench["pixel"]["preset"] == "smoke_diamond"
+        assert bench["jedi"]["performance"]["precision"] == precision
+        assert bench["ratios"]["actor_critic_updates_per_s"] > 0
+    profile = json.loads((out / "profile.json").read_text())
+    assert profile["per_imagined_step"]["aten_calls"] > 0
+    probe = json.loads((out / "run_probe.json").read_text())
+    assert probe["complete"] and probe["projection"]["complete_without_evaluation"]
+    assert probe["rates"]["s_per_world_model_update"] > 0 and probe["rates"]["eval_s_per_env_step"] > 0
+    assert probe["projection"]["hours_without_evaluation"] > 0
+    assert probe["schedule"]["epochs"] > probe["probe"]["epochs"]  # projected past what ran
+    compiled = json.loads((out / "compile.json").read_text())
+    assert compiled["complete"] and "errors" not in compiled, compiled.get("errors")
+    assert compiled["measures"]["actor_critic_update"]["per_s"] > 0
+    if stages["graphs"]["state"] == "skipped":
+        assert "stage_skipped" in json.loads((out / "graphs.json").read_text())
+
+    summary = (out / "summary.md").read_text()
+    assert summary in result.stdout
+    for name in STAGES:
+        assert f"| {name} | {stages[name]['status']} |" in summary
+    assert "| measure | JEDI fp32 | pixel fp32 | JEDI/pixel fp32 | JEDI bf16 |" in summary
+    assert "total without evaluation" in summary
+
+
+def test_a_failed_or_hung_stage_is_recorded_and_the_others_still_run(tmp_path):
+    """ceilings fails and graphs hangs past its budget (a stand-in interpreter does both): the environment is
+    still recorded, each is reported as what it was, the unselected stages as not selected; exit status 1."""
+    python = tmp_path / "python"
+    python.write_text(f"""#!/usr/bin/env bash
+case "$*" in
+  *ceilings.py*) echo "stand-in failure" >&2; exit 3 ;;
+  *graphs.py*) sleep 60 ;;
+  *) exec {sys.executable} "$@" ;;
+esac
+""")
+    python.chmod(0o755)
+    out = tmp_path / "out"
+    result = run_script("--cpu-dry-run", str(out), env={"PYTHON": str(python), "STAGES": "ceilings graphs",
+                                                         "BUDGET_GRAPHS": "1"}, timeout=300)
+    assert result.returncode == 1, result.stdout[-3000:] + result.stderr[-2000:]
+    stages = json.loads((out / "stages.json").read_text())
+    assert stages["ceilings"]["state"] == "failed" and stages["ceilings"]["rc"] == 3
+    assert "stand-in failure" in (out / "logs" / "ceilings.log").read_text()
+    assert stages["graphs"]["state"] == "timed_out"
+    others = {stages[name]["state"] for name in STAGES if name not in ("ceilings", "graphs")}
+    assert others == {"not_selected"}
+    assert "environment.json" in os.listdir(out)
+    assert "| ceilings | failed (rc 3) |" in (out / "summary.md").read_text()
