@@ -25,9 +25,48 @@ def test_every_notebook_has_its_own_colab_badge_and_set_up_cell(notebook):
     assert f"/blob/main/notebooks/{notebook.name})" in headers.badge(notebook)
     setup = cells[1].source
     assert setup == headers.setup_cell(), "run `python tools/notebook_headers.py`"
-    assert f"git clone -q --depth 1 {headers.repository_url()}.git" in setup
-    install = [line for line in setup.splitlines() if "pip install" in line]
+    assert f'repository = "{headers.repository_url()}.git"' in setup
+    install = [line for line in setup.splitlines() if '"pip", "install"' in line]
     assert install and not any("torch" in line for line in install)  # Colab's CUDA torch must stay
+
+
+def _run_setup_cell_as_on_colab(monkeypatch, tmp_path, failing: str | None):
+    """Execute the set-up cell with ``google.colab`` imported and git and pip faked (``failing`` fails)."""
+    import subprocess
+    import sys
+    import types
+
+    calls = []
+
+    def fake_run(command, **kwargs):
+        calls.append(command)
+        tool = "git" if command[0] == "git" else "pip"
+        if tool == failing:
+            return subprocess.CompletedProcess(command, 128, "", f"fatal: {tool} could not do it\n")
+        return subprocess.CompletedProcess(command, 0, "", "")
+
+    monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+    monkeypatch.setattr(subprocess, "run", fake_run)
+    monkeypatch.setattr("os.path.isdir", lambda path: False)
+    monkeypatch.setattr("os.chdir", lambda path: calls.append(["chdir", path]))
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    exec(compile(headers.setup_cell(), "colab-setup", "exec"), {})
+    return calls
+
+
+@pytest.mark.parametrize("failing", ["git", "pip"])
+def test_on_colab_a_failed_clone_or_install_stops_the_set_up_cell_with_the_tools_message(failing, monkeypatch,
+                                                                                       tmp_path):
+    message = f"(?s)(cloning|pip install).* failed \\(exit status 128\\).*fatal: {failing} could not do it"
+    with pytest.raises(RuntimeError, match=message):
+        _run_setup_cell_as_on_colab(monkeypatch, tmp_path, failing)
+
+
+def test_on_colab_the_set_up_cell_clones_installs_and_moves_into_the_notebooks(monkeypatch, tmp_path):
+    calls = _run_setup_cell_as_on_colab(monkeypatch, tmp_path, failing=None)
+    assert calls[0][:2] == ["git", "clone"] and calls[0][-2] == f"{headers.repository_url()}.git"
+    assert calls[1][1:5] == ["-m", "pip", "install", "-q"]
+    assert calls[2] == ["chdir", "/content/jedi/notebooks"]
 
 
 def test_header_refresh_is_idempotent_and_keeps_the_notebook(tmp_path):

@@ -6,7 +6,9 @@ date.
 
 The set-up cell does nothing outside Colab (so nbval and local Jupyter skip it). On Colab it clones the
 repository, installs it without pinning torch (Colab's CUDA build stays), and moves into ``notebooks/`` so
-relative paths work as they do locally.
+relative paths work as they do locally. It is plain Python, not shell magics, so that a failed clone or
+install stops the notebook right there with git's or pip's own message (a magic's failure only prints, and
+the first error would be a ``ModuleNotFoundError`` cells later).
 """
 
 from __future__ import annotations
@@ -37,15 +39,24 @@ def setup_cell(url: str = "") -> str:
 # On Colab: fetch jedi and install it (Colab's own CUDA torch is kept: nothing here pins torch).
 # Anywhere else this cell does nothing; install with the README's command instead.
 import os
+import subprocess
 import sys
 
 {SETUP_MARK}"google.colab" in sys.modules
 if IN_COLAB:
+    def run(command: list[str], what: str) -> None:
+        done = subprocess.run(command, capture_output=True, text=True)
+        if done.returncode != 0:  # stop here, with the tool's own words, not cells later
+            message = f"{{what}} failed (exit status {{done.returncode}}):\\n{{done.stderr[-3000:]}}"
+            raise RuntimeError(message)
+
+    repository = "{url}.git"
     if not os.path.isdir("/content/jedi"):
-        !git clone -q --depth 1 {url}.git /content/jedi
-    !pip install -q -e /content/jedi
+        run(["git", "clone", "-q", "--depth", "1", repository, "/content/jedi"], f"cloning {{repository}}")
+    run([sys.executable, "-m", "pip", "install", "-q", "-e", "/content/jedi"], "pip install -e /content/jedi")
     sys.path.insert(0, "/content/jedi")  # the editable install is only seen by new kernels
-    %cd /content/jedi/notebooks'''
+    os.chdir("/content/jedi/notebooks")
+    import jedi_core  # noqa: F401  (the next cells import it: fail here if it cannot be)'''
 
 
 def refresh(notebook: Path) -> bool:
