@@ -207,3 +207,18 @@ def test_bootstrap_scalar_aggregate_fallback_and_unequal_runs():
         stratified_bootstrap_ci(runs, aggregate_mean, reps=300))
     with pytest.raises(ValueError, match="same"):
         stratified_bootstrap_ci({"Pong": [1.0, 2.0], "Alien": [1.0]}, aggregate_mean)
+
+
+def test_probability_of_improvement_counts_wins_and_half_ties_per_game_then_averages():
+    x = {"Pong": [3.0, 1.0], "Boxing": [5.0, 5.0]}
+    y = {"Pong": [2.0, 2.0, 0.0], "Boxing": [5.0, 6.0, 4.0], "Krull": [1.0, 1.0, 1.0]}  # Krull: y only
+    # Pong: 3 beats all three, 1 beats one of three -> 4/6. Boxing: each 5 beats 4, ties 5, loses to 6 -> 1/2.
+    value, (low, high) = metrics.probability_of_improvement(x, y, reps=500)
+    assert value == pytest.approx((4 / 6 + 0.5) / 2)
+    assert 0 <= low <= high <= 1
+    same, _ = metrics.probability_of_improvement(x, x, reps=10)
+    assert same == pytest.approx(0.5)  # against itself: a toss-up
+    better, interval = metrics.probability_of_improvement({"Pong": [9.0, 9.5]}, {"Pong": [1.0, 2.0]}, reps=50)
+    assert better == 1.0 and interval == (1.0, 1.0)
+    with pytest.raises(ValueError, match="share no game"):
+        metrics.probability_of_improvement({"Pong": [1.0]}, {"Krull": [1.0]})

@@ -32,6 +32,7 @@ from jedi_core.envs.games import canonical_game_name
 __all__ = [
     "AGENT_OPTIMAL", "HUMAN_OPTIMAL", "AtariReference", "aggregate_iqm", "aggregate_mean",
     "aggregate_median", "aggregate_optimality_gap", "har_hns", "hns", "hns_by_game", "load_reference",
+    "probability_of_improvement",
     "score_matrix", "stratified_bootstrap_ci", "subset_means", "summarize", "sym_hns", "sym_hns_geometric",
 ]
 
@@ -224,6 +225,36 @@ def stratified_bootstrap_ci(
     tail = 100 * (1 - confidence) / 2
     lo, hi = np.percentile(stats, [tail, 100 - tail])
     return float(lo), float(hi)
+
+
+def probability_of_improvement(x_runs: Mapping[str, Sequence[float]], y_runs: Mapping[str, Sequence[float]],
+                               reps: int = 2000, seed: int = 0) -> tuple[float, tuple[float, float]]:
+    """rliable's probability of improvement: P(a run of X beats a run of Y on a random game), with its 95%
+    stratified-bootstrap CI.
+
+    Per game, the Mann-Whitney statistic over every pair of runs (a tie counts one half); then the mean over
+    the games both methods played. Unlike overlapping intervals, it says how often X beats Y: 0.5 is a
+    toss-up. Scores need no normalisation (the comparison is within a game). Each method needs the same number
+    of runs on every game (see score_matrix); X and Y may have different numbers.
+    """
+    games = sorted(set(x_runs) & set(y_runs))
+    if not games:
+        raise ValueError("the two methods share no game")
+    x = score_matrix({game: x_runs[game] for game in games})  # (runs, games)
+    y = score_matrix({game: y_runs[game] for game in games})
+
+    def statistic(xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+        """xs (..., m, games), ys (..., n, games) -> (...,)."""
+        diff = xs[..., :, None, :] - ys[..., None, :, :]
+        wins = (diff > 0).mean(axis=(-3, -2)) + 0.5 * (diff == 0).mean(axis=(-3, -2))
+        return wins.mean(axis=-1)
+
+    rng = np.random.default_rng(seed)
+    columns = np.arange(len(games))
+    x_boot = x[rng.integers(0, x.shape[0], size=(reps, *x.shape)), columns]
+    y_boot = y[rng.integers(0, y.shape[0], size=(reps, *y.shape)), columns]
+    low, high = np.percentile(statistic(x_boot, y_boot), [2.5, 97.5])
+    return float(statistic(x, y)), (float(low), float(high))
 
 
 def summarize(per_game_runs: Mapping[str, Sequence[float]], reps: int = 2000, seed: int = 0) -> dict:
