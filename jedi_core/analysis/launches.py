@@ -3,10 +3,10 @@
 At batch 32 JEDI's imagined step is a few microseconds of arithmetic on a GPU but hundreds of kernel launches
 of about 10 us each: eager JEDI is bound by the host launching kernels, not by the device. This counts the
 launches on any device, the CPU included: every aten op that reaches a kernel (views, which only relabel a
-tensor, are not counted) is recorded by a ``TorchDispatchMode``. On a GPU the count is close to the number of
-CUDA kernels (a profiler on an H100 counted 997 kernels per imagined step where this counted 645); where they
-differ, it is because the CPU runs some ops as several (attention's math path: 8 ops, one fused kernel on a
-GPU).
+tensor, are not counted) is recorded by a ``TorchDispatchMode``. It is a lower bound of the CUDA kernels:
+where an H100's profiler counted 997 kernels per imagined step, this counted 618 for the same code (some CUDA
+ops launch several kernels; the other way round, attention's CPU math path is 8 ops where a GPU runs one
+fused kernel).
 
 ``python -m jedi_core bench --ops`` prints the table for a preset pair.
 """
