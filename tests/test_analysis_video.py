@@ -37,7 +37,7 @@ def _codec(path):
 def video_format(request, monkeypatch):
     """Each way of writing: H.264 through imageio-ffmpeg, or VP9 through OpenCV when it is not installed."""
     if request.param == "h264":
-        pytest.importorskip("imageio_ffmpeg")
+        import imageio_ffmpeg  # noqa: F401  (the test extra installs it: missing, this fails rather than skips)
     else:
         monkeypatch.setitem(sys.modules, "imageio_ffmpeg", None)  # its import now fails
     return request.param
@@ -58,7 +58,7 @@ def test_a_video_is_h264_or_vp9_and_reads_back_with_every_frame_upscaled(tmp_pat
 
 
 def test_a_video_of_the_other_format_under_the_same_name_is_replaced(tmp_path, monkeypatch):
-    pytest.importorskip("imageio_ffmpeg")
+    import imageio_ffmpeg  # noqa: F401  (the test extra installs it)
     frames = np.zeros((2, 8, 8, 3), np.uint8)
     first = write_video(tmp_path / "agent.mp4", frames)
     monkeypatch.setitem(sys.modules, "imageio_ffmpeg", None)

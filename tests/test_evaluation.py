@@ -148,7 +148,6 @@ def test_no_episodes_and_a_bad_eval_envs():
 
 
 def test_side_by_side_matches_one_by_one_on_a_real_atari_game(monkeypatch):
-    pytest.importorskip("ale_py")
     cfg = make_config("smoke", ["env.game=Pong", "env.eval_envs=2"])
     agent = greedy(agent_for(cfg), cfg.env)
     expected, reference = one_by_one(agent, cfg, 3, 50, uneven=False)

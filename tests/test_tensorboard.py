@@ -23,8 +23,6 @@ from jedi_core.training.run_dir import (
     read_metrics,
 )
 
-pytest.importorskip("tensorboard")
-
 
 def _tensorboard_points(run_dir):
     """``{tag: [(step, value), ...]}`` as TensorBoard shows them (points of a stopped process purged)."""
