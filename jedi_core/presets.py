@@ -119,10 +119,56 @@ def toy() -> Config:
                                actor_critic=actor_critic, training=training)
 
 
+def cpu() -> Config:
+    """Real Atari games learnt on a 2-core CPU: about two hours a run on one thread, two runs side by side.
+
+    A fifth of the Atari100k budget in env steps (20,000) and about a twentieth of its updates (1,900
+    world-model and 1,900 actor-critic updates after the first epoch), with near smoke-sized models at the
+    toy game's learning rates: about an hour a run on one CPU thread (``benchmarks/RESULTS.md``).
+    """
+    cfg = smoke()
+    world_model = dataclasses.replace(
+        cfg.world_model, lr=1e-3, warmup_steps=50, segment_steps=8, batch_size=16,
+        encoder=EncoderConfig(channels=(16, 16, 16, 8)),
+        # The probe lets notebooks draw what a run imagines (it trains on detached latents).
+        decoder_probe=True)
+    actor_critic = dataclasses.replace(cfg.actor_critic, horizon=10, batch_size=16, lr=1e-3, warmup_steps=50,
+                                       entropy_weight=3e-3)
+    # DIAMOND's minority-reward rule scaled to the budget: sparse games start with some rewards to learn from.
+    training = dataclasses.replace(
+        cfg.training, initial_random_steps=2_000, initial_minority_rewards=20, initial_random_steps_max=4_000,
+        env_steps_per_epoch=100, world_model_updates=10, actor_critic_updates=10,
+        first_epoch_world_model_updates=1_000, first_epoch_actor_critic_updates=200, final_training_epochs=10,
+        eval_every_epochs=20, periodic_eval_episodes=8, checkpoint_every_epochs=5)
+    return dataclasses.replace(cfg, preset="cpu", env_steps=20_000, eval_episodes=100,
+                               env=dataclasses.replace(cfg.env, max_episode_frames=108_000),
+                               world_model=world_model, actor_critic=actor_critic, training=training)
+
+
+def cpu_diamond() -> Config:
+    """The pixel baseline on :func:`cpu`'s budget and schedule, for the side-by-side comparison."""
+    cfg = cpu()
+    pixel = smoke_diamond()
+    # DIAMOND's four U-Net levels, so its middle self-attention sees 8x8 positions, not smoke's 32x32 (16x
+    # the tokens: 86% of an actor-critic update went to attention).
+    denoiser = dataclasses.replace(pixel.world_model.denoiser, channels=(16, 16, 16, 16), depths=(1, 1, 1, 1),
+                                   attention=(0, 0, 0, 0))
+    world_model = dataclasses.replace(
+        pixel.world_model, denoiser=denoiser, lr=cfg.world_model.lr,
+        warmup_steps=cfg.world_model.warmup_steps, segment_steps=cfg.world_model.segment_steps,
+        batch_size=cfg.world_model.batch_size)
+    actor_critic = dataclasses.replace(cfg.actor_critic, channels=pixel.actor_critic.channels,
+                                       downsample=pixel.actor_critic.downsample)
+    return dataclasses.replace(cfg, preset="cpu_diamond", method=pixel.method, world_model=world_model,
+                               actor_critic=actor_critic)
+
+
 PRESETS: dict[str, Callable[[], Config]] = {
     "smoke": smoke,
     "smoke_diamond": smoke_diamond,
     "toy": toy,
+    "cpu": cpu,
+    "cpu_diamond": cpu_diamond,
     "colab": colab,
     "atari100k": atari100k,
     "diamond": diamond,

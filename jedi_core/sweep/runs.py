@@ -23,7 +23,7 @@ from jedi_core.training.run_dir import FINAL_SCORES_FILE, default_run_dir, has_c
 METHODS = ("jedi", "diamond")
 #: The pixel-diffusion preset that matches a JEDI preset: the same protocol, budget and batch sizes, the
 #: baseline's networks. Presets without one (``toy``, ``colab``) sweep JEDI only.
-PIXEL_PRESETS = {"atari100k": "diamond", "smoke": "smoke_diamond"}
+PIXEL_PRESETS = {"atari100k": "diamond", "smoke": "smoke_diamond", "cpu": "cpu_diamond"}
 #: The ``--games`` value of the toy Catch game (``env.kind=toy``); its run folders say ``toy`` too.
 TOY_GAME = "toy"
 #: Each run's ``train`` output, appended, in its run folder.

@@ -1,0 +1,148 @@
+"""Summarise finished Atari runs: final score with its standard error, HNS, the untrained agent's score and
+the published random score beside it, whether the run learnt, and the learning curves as one figure.
+
+    python benchmarks/atari_cpu_runs.py runs/jedi_cpu_Boxing_seed0 runs/jedi_cpu_Boxing_seed1 ...
+
+The runs themselves are made by ``python -m jedi_core train --game GAME --preset cpu --seed S`` (resumable).
+A run *learns* where its final mean beats the published random score by more than three standard errors of
+that mean. The untrained agent (the same seed's initial weights) plays the same 100 evaluation episodes; its
+scores are kept in the JSON so a second call does not play them again. Writes ``--json`` and ``--figure`` and
+prints the Markdown table of ``benchmarks/RESULTS.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from jedi_core.agent import Agent
+from jedi_core.analysis.metrics import hns, load_reference
+from jedi_core.config import Config
+from jedi_core.configlib import from_dict
+from jedi_core.envs import env_num_actions
+from jedi_core.runtime import atomic_write_text, seed_everything
+from jedi_core.training.collect import evaluate
+from jedi_core.training.loop import FINAL_EVAL_SEED
+from jedi_core.training.run_dir import CONFIG_FILE, FINAL_SCORES_FILE, read_metrics
+
+#: A run learns where (final mean - random) exceeds this many standard errors of the final mean.
+STANDARD_ERRORS = 3.0
+
+
+def standard_error(returns: list[float]) -> float:
+    """Standard error of the mean of ``returns`` (sample standard deviation / sqrt(n))."""
+    return float(np.std(returns, ddof=1) / math.sqrt(len(returns))) if len(returns) > 1 else float("nan")
+
+
+def untrained_returns(cfg: Config, episodes: int) -> list[float]:
+    """The returns of the run's agent before any update (its seed's initial weights), on the final
+    evaluation's episodes: what training added is the difference."""
+    seed_everything(cfg.seed)
+    agent = Agent(cfg, env_num_actions(cfg.env))
+    return evaluate(agent, cfg, episodes, seed=FINAL_EVAL_SEED + cfg.seed)
+
+
+def summarise_run(run_dir: Path, untrained: dict[str, list[float]], untrained_episodes: int) -> dict:
+    """One run's row: scores, standard error, HNS, verdict, training time and curve."""
+    cfg = from_dict(json.loads((run_dir / CONFIG_FILE).read_text()), Config)
+    scores = json.loads((run_dir / FINAL_SCORES_FILE).read_text())
+    returns = [float(r) for r in scores["episode_returns"]]
+    game = cfg.env.game_name
+    key = f"{game}/{cfg.preset}/seed{cfg.seed}"
+    if key not in untrained:
+        print(f"playing {untrained_episodes} episodes of {key}'s untrained agent")
+        untrained[key] = untrained_returns(cfg, untrained_episodes)
+    reference = load_reference()
+    random_score = reference.random[game]
+    mean = float(np.mean(returns))
+    error = standard_error(returns)
+    records = read_metrics(run_dir)
+    return {
+        "run_dir": str(run_dir), "game": game, "method": scores["method"], "preset": cfg.preset,
+        "seed": cfg.seed,
+        "env_steps": scores["env_steps"], "episodes": len(returns), "mean": mean, "standard_error": error,
+        "hns": hns(mean, game), "random": random_score, "human": reference.human[game],
+        "untrained_mean": float(np.mean(untrained[key])),
+        "untrained_standard_error": standard_error(untrained[key]),
+        "learns": bool(mean - random_score > STANDARD_ERRORS * error),
+        "training_hours": sum(r["epoch_seconds"] for r in records) / 3600,
+        "environment": scores.get("environment", {}),
+        "curve": [{"env_steps": r["env_steps"], "eval_return": r["eval_return"]}
+                  for r in records if "eval_return" in r],
+    }
+
+
+def markdown_table(rows: list[dict]) -> str:
+    """The table of ``benchmarks/RESULTS.md``."""
+    lines = ["| game | method | seed | final mean ± s.e. (episodes) | HNS | untrained agent "
+             "| published random | learns (> random + 3 s.e.) | training time |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for row in rows:
+        lines.append(
+            f"| {row['game']} | {row['method']} | {row['seed']} "
+            f"| {row['mean']:.1f} ± {row['standard_error']:.1f} "
+            f"({row['episodes']}) | {row['hns']:.3f} | {row['untrained_mean']:.1f} ± "
+            f"{row['untrained_standard_error']:.1f} | {row['random']:g} | {'yes' if row['learns'] else 'no'} "
+            f"| {row['training_hours']:.2f} h |")
+    return "\n".join(lines)
+
+
+def plot_curves(rows: list[dict]):
+    """One panel per game: each run's periodic evaluations against env steps, its final mean ± s.e. at the
+    end, the published random score and the untrained agent's score."""
+    import matplotlib.pyplot as plt
+
+    games = sorted({row["game"] for row in rows})
+    figure, axes = plt.subplots(1, len(games), figsize=(5.2 * len(games), 3.6), squeeze=False)
+    for axis, game in zip(axes[0], games, strict=True):
+        game_rows = [row for row in rows if row["game"] == game]
+        for index, row in enumerate(game_rows):
+            colour = "tab:blue" if row["method"] == "JEDI" else "tab:orange"
+            style = ("-", "--", ":", "-.")[row["seed"] % 4]
+            steps = [point["env_steps"] for point in row["curve"]]
+            values = [point["eval_return"] for point in row["curve"]]
+            label = f"{row['method']} seed {row['seed']}"
+            axis.plot(steps, values, style, color=colour, marker="o", markersize=3, label=label)
+            final_step = row["env_steps"] * (1.02 + 0.02 * index)  # side by side, not on top of each other
+            axis.errorbar([final_step], [row["mean"]], yerr=[row["standard_error"]], color=colour, marker="s",
+                          capsize=3)
+        axis.axhline(game_rows[0]["random"], color="k", linestyle=":", linewidth=1, label="published random")
+        untrained = float(np.mean([row["untrained_mean"] for row in game_rows]))
+        axis.axhline(untrained, color="0.5", linestyle="--", linewidth=1, label="untrained agent")
+        axis.set_title(f"{game} ({game_rows[0]['preset']} preset)")
+        axis.set_xlabel("env steps (squares: final 100-episode mean ± s.e.)")
+        axis.set_ylabel("return")
+        axis.set_xlim(left=0)
+        axis.legend(fontsize=7)
+    figure.tight_layout()
+    return figure
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run_dirs", nargs="+", type=Path)
+    parser.add_argument("--json", type=Path, default=Path("benchmarks/results/atari_cpu_runs.json"))
+    parser.add_argument("--figure", type=Path, default=Path("assets/atari_cpu_learning_curves.png"))
+    parser.add_argument("--untrained-episodes", type=int, default=100)
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads for the untrained agent")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    previous = json.loads(args.json.read_text()) if args.json.is_file() else {}
+    untrained: dict[str, list[float]] = previous.get("untrained_returns", {})
+    rows = [summarise_run(run_dir, untrained, args.untrained_episodes) for run_dir in args.run_dirs]
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(args.json, json.dumps({"runs": rows, "untrained_returns": untrained}, indent=1))
+    args.figure.parent.mkdir(parents=True, exist_ok=True)
+    plot_curves(rows).savefig(args.figure, dpi=120)
+    print(markdown_table(rows))
+
+
+if __name__ == "__main__":
+    main()
