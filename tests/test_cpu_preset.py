@@ -1,7 +1,7 @@
-"""The ``cpu`` and ``cpu_diamond`` presets (real Atari games learnt on a CPU): they build at their own sizes,
-train on a real game, checkpoint, resume after Ctrl-C, and finish with the protocol's evaluation. Only the
-schedule is shortened here; the models, batch sizes and code paths are the presets' own. The learning itself is
-a recorded benchmark (``benchmarks/atari_cpu_runs.py``, ``benchmarks/RESULTS.md``)."""
+"""The ``cpu`` and ``cpu_diamond`` presets (real Atari games learnt on a CPU): they build at their own
+sizes, train on a real game, checkpoint, resume after Ctrl-C, and finish with the protocol's evaluation. Only
+the schedule is shortened here; the models, batch sizes and code paths are the presets' own. The learning
+itself is a recorded benchmark (``benchmarks/atari_cpu_runs.py``, ``benchmarks/RESULTS.md``)."""
 
 import json
 
@@ -35,7 +35,7 @@ def test_the_cpu_presets_are_the_budget_they_say_and_pair_jedi_with_its_pixel_ba
     assert (jedi.actor_critic.horizon, jedi.actor_critic.batch_size) == (pixel.actor_critic.horizon,
                                                                           pixel.actor_critic.batch_size)
     assert jedi.world_model.decoder_probe  # so notebooks can draw what a trained run imagines
-    # The pixel U-Net has DIAMOND's four levels: its middle self-attention runs at 8x8, as the latent one does.
+    # The pixel U-Net has DIAMOND's four levels: its middle self-attention runs at 8x8, as the latent one's.
     assert len(pixel.world_model.denoiser.channels) == 4
 
 
