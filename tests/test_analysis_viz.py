@@ -10,6 +10,8 @@ from jedi_core.analysis.viz import (
     frames_to_gif,
     latent_mosaic,
     plot_error_vs_steps,
+    plot_histories,
+    plot_learning_curve,
     plot_noise_levels,
     plot_rollout_errors,
     render_rollout_step,
@@ -137,3 +139,24 @@ def test_frames_to_gif_keeps_every_frame_and_the_scale():
     pictures = [np.array(p.convert("RGB")) for p in ImageSequence.Iterator(gif)]
     assert len(pictures) == 5 and pictures[0].shape == (24, 30, 3)
     assert pictures[2][:, 6:9].min() == 255 and pictures[2][:, :6].max() == 0
+
+
+def test_histories_against_env_steps_draw_records_sharing_a_step_as_their_mean():
+    records = [{"env_steps": 100, "loss": 4.0}, {"env_steps": 200, "loss": 2.0},
+               {"env_steps": 300, "loss": 1.0}, {"env_steps": 300, "loss": 3.0}]  # a training-only epoch
+    figure = plot_histories({"run": records}, ["loss"], x_key="env_steps")
+    line = figure.axes[0].lines[0]
+    assert list(line.get_xdata()) == [100, 200, 300] and list(line.get_ydata()) == [4.0, 2.0, 2.0]
+    plt.close(figure)
+
+
+def test_the_learning_curve_ends_with_the_final_evaluations_mean_and_standard_error():
+    records = [{"env_steps": 100, "eval_return": 1.0}, {"env_steps": 200, "eval_return": 2.0}]
+    final = [1.0, 3.0, 5.0, 7.0]
+    figure = plot_learning_curve(records, final_returns=final)
+    container = next(c for c in figure.axes[0].containers if "final evaluation" in c.get_label())
+    point = container.lines[0]
+    assert list(point.get_xdata()) == [200] and list(point.get_ydata()) == [4.0]
+    low, high = container.lines[2][0].get_segments()[0][:, 1]
+    assert np.isclose(high - low, 2 * np.std(final, ddof=1) / 2)  # +- one standard error (n = 4)
+    plt.close(figure)

@@ -24,7 +24,7 @@ from jedi_core.training.checkpoint import (
     load_run,
 )
 from jedi_core.training.loop import Trainer
-from jedi_core.training.run_dir import CHECKPOINT_FILE, FINAL_SCORES_FILE, METRICS_FILE
+from jedi_core.training.run_dir import CHECKPOINT_FILE, FINAL_SCORES_FILE, METRICS_FILE, read_metrics
 
 SHIPPED_AGENT = Path(__file__).resolve().parents[1] / "assets" / "catch_toy_agent.pt"
 
@@ -81,6 +81,7 @@ def test_export_writes_an_agent_file_that_loads_and_acts_the_same(finished_toy_r
     assert loaded_cfg == cfg and info["counters"]["env_steps"] == 200
     assert info["final_scores"]["episode_returns"] == json.loads((run_dir / FINAL_SCORES_FILE).read_text())[
         "episode_returns"]
+    assert info["metrics"] == read_metrics(run_dir) and info["metrics"][-1]["env_steps"] == 200  # the curve
     _same_weights(agent, original)
     assert not agent.training  # loaded for acting
     assert (tmp_path / "agent.pt").stat().st_size < (run_dir / CHECKPOINT_FILE).stat().st_size / 2

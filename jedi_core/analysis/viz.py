@@ -33,10 +33,12 @@ def show_frames(frames: Sequence[np.ndarray] | np.ndarray, titles: Sequence[str]
 
 
 def plot_learning_curve(records: Sequence[dict], title: str = "", optimal: float | None = None,
-                        random: float | None = None, random_steps: int = 0, eval_episodes: int | None = None):
+                        random: float | None = None, random_steps: int = 0, eval_episodes: int | None = None,
+                        final_returns: Sequence[float] | None = None):
     """Evaluation and training returns against env steps, from a run's ``metrics.jsonl`` records.
 
-    ``random_steps`` shades the initial random-policy collection; ``eval_episodes`` labels the evaluations.
+    ``random_steps`` shades the initial random-policy collection; ``eval_episodes`` labels the evaluations;
+    ``final_returns`` (the final evaluation's episodes) end the curve with their mean and standard error.
     """
     import matplotlib.pyplot as plt
 
@@ -51,6 +53,12 @@ def plot_learning_curve(records: Sequence[dict], title: str = "", optimal: float
     if evaluated:
         axis.plot([r["env_steps"] for r in evaluated], [r["eval_return"] for r in evaluated], "o-",
                   color="tab:blue", label=f"evaluation ({eval_episodes or '?'} episodes, sampled policy)")
+    if final_returns is not None and len(final_returns) and records:
+        count = len(final_returns)
+        error = float(np.std(final_returns, ddof=1) / np.sqrt(count)) if count > 1 else 0.0
+        axis.errorbar([records[-1]["env_steps"]], [float(np.mean(final_returns))], yerr=[error],
+                      color="tab:red", marker="s", capsize=3,
+                      label=f"final evaluation ({count} episodes, mean ± s.e.)")
     for value, name, style in ((optimal, "optimal", "--"), (random, "random policy", ":")):
         if value is not None:
             axis.axhline(value, color="k", linestyle=style, linewidth=1, label=name)
@@ -225,7 +233,9 @@ def plot_histories(histories: dict[str, Sequence[dict]], keys: Sequence[str],
                    x_key: str | None = None):
     """One panel per logged key, one line per labelled run: ``{label: [logs of update 0, 1, ...]}``.
 
-    ``x_key`` plots against a logged value (e.g. ``env_steps`` of a run's metrics) instead of the index.
+    ``x_key`` plots against a logged value (e.g. ``env_steps`` of a run's metrics) instead of the index;
+    records that share it (a run's training-only epochs after its step budget) are drawn as their mean, one
+    point, not a vertical segment.
     """
     import matplotlib.pyplot as plt
 
@@ -233,8 +243,13 @@ def plot_histories(histories: dict[str, Sequence[dict]], keys: Sequence[str],
     for axis, key, title in zip(axes[0], keys, titles or keys, strict=True):
         for label, history in histories.items():
             logged = [logs for logs in history if key in logs]
-            x = [logs[x_key] for logs in logged] if x_key else range(len(logged))
-            axis.plot(x, [logs[key] for logs in logged], label=label)
+            if x_key:
+                by_x: dict[float, list[float]] = {}
+                for logs in logged:
+                    by_x.setdefault(logs[x_key], []).append(logs[key])
+                axis.plot(list(by_x), [float(np.mean(values)) for values in by_x.values()], label=label)
+            else:
+                axis.plot(range(len(logged)), [logs[key] for logs in logged], label=label)
         axis.set_xlabel(x_key.replace("_", " ") if x_key else "update")
         axis.set_title(title)
         if key in log_scale:

@@ -34,6 +34,7 @@ from jedi_core.training.run_dir import (
     PREVIOUS_CHECKPOINT_FILE,
     REPLAY_DIR,
     has_checkpoint,
+    read_metrics,
 )
 
 #: 2: ``world_model.reward_end.lstm_input``, ``actor_critic.stem_silu`` and ``world_model.updates`` (version 1
@@ -169,7 +170,8 @@ def load_run(run_dir: str | Path, device: str | None = None, replay: bool = True
 
 
 def export_agent(run_dir: str | Path, path: str | Path) -> Path:
-    """Write a run's config and agent weights (no optimiser state, no replay) to one small file, atomically.
+    """Write a run's config and agent weights (no optimiser state, no replay) to one small file, atomically,
+    with its final scores and its metrics (the learning curve travels with the agent).
 
     For sharing a trained agent and for the notebooks' shipped checkpoint; read it with :func:`load_agent`.
     """
@@ -180,13 +182,14 @@ def export_agent(run_dir: str | Path, path: str | Path) -> Path:
     scores_file = run_dir / FINAL_SCORES_FILE
     final_scores = json.loads(scores_file.read_text()) if scores_file.is_file() else None
     state = {"kind": AGENT_FILE_KIND, "config": saved_config, "agent": agent.state_dict(),
-             "counters": counters, "final_scores": final_scores}
+             "counters": counters, "final_scores": final_scores, "metrics": read_metrics(run_dir)}
     path.parent.mkdir(parents=True, exist_ok=True)
     return _write_state(path, state)
 
 
 def load_agent(path: str | Path, device: str | None = None) -> tuple[Config, Agent, dict]:
-    """An exported agent file's config, agent (in eval mode) and metadata (counters, final scores).
+    """An exported agent file's config, agent (in eval mode) and metadata (counters, final scores, and the
+    run's ``metrics.jsonl`` records: empty in files exported before they were kept).
 
     Read with ``weights_only=True``, which runs no code from the file: one that carries pickled code is
     refused (:class:`IncompatibleCheckpoint`) and its code never runs.
@@ -201,7 +204,8 @@ def load_agent(path: str | Path, device: str | None = None) -> tuple[Config, Age
                                      "with load_run(RUN_DIR)")
     cfg = _with_device(from_dict(state["config"], Config), device)
     agent = _agent_with_weights(cfg, state["agent"])
-    return cfg, agent.eval(), {"counters": state["counters"], "final_scores": state["final_scores"]}
+    return cfg, agent.eval(), {"counters": state["counters"], "final_scores": state["final_scores"],
+                               "metrics": state.get("metrics", [])}
 
 
 def _load_run_agent(run_dir: Path, device: str | None) -> tuple[Config, Agent, dict]:
