@@ -45,7 +45,10 @@ def _run_setup_cell_as_on_colab(monkeypatch, tmp_path, failing: str | None):
             return subprocess.CompletedProcess(command, 128, "", f"fatal: {tool} could not do it\n")
         return subprocess.CompletedProcess(command, 0, "", "")
 
-    monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+    colab = types.ModuleType("google.colab")
+    turn_on = lambda: calls.append(["widget manager"])  # noqa: E731
+    colab.output = types.SimpleNamespace(enable_custom_widget_manager=turn_on)
+    monkeypatch.setitem(sys.modules, "google.colab", colab)
     monkeypatch.setattr(subprocess, "run", fake_run)
     monkeypatch.setattr("os.path.isdir", lambda path: False)
     monkeypatch.setattr("os.chdir", lambda path: calls.append(["chdir", path]))
@@ -66,7 +69,8 @@ def test_on_colab_the_set_up_cell_clones_installs_and_moves_into_the_notebooks(m
     calls = _run_setup_cell_as_on_colab(monkeypatch, tmp_path, failing=None)
     assert calls[0][:2] == ["git", "clone"] and calls[0][-2] == f"{headers.repository_url()}.git"
     assert calls[1][1:5] == ["-m", "pip", "install", "-q"]
-    assert calls[2] == ["chdir", "/content/jedi/notebooks"]
+    assert calls[2] == ["widget manager"]  # else Colab does not draw ipywidgets 8
+    assert calls[3] == ["chdir", "/content/jedi/notebooks"]
 
 
 def test_header_refresh_is_idempotent_and_keeps_the_notebook(tmp_path):

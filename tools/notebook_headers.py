@@ -5,10 +5,12 @@ and run ``python tools/notebook_headers.py``. ``tests/test_notebooks.py`` fails 
 date.
 
 The set-up cell does nothing outside Colab (so nbval and local Jupyter skip it). On Colab it clones the
-repository, installs it without pinning torch (Colab's CUDA build stays), and moves into ``notebooks/`` so
-relative paths work as they do locally. It is plain Python, not shell magics, so that a failed clone or
-install stops the notebook right there with git's or pip's own message (a magic's failure only prints, and
-the first error would be a ``ModuleNotFoundError`` cells later).
+repository, installs it without pinning torch (Colab's CUDA build stays), moves into ``notebooks/`` so
+relative paths work as they do locally, and turns on Colab's custom widget manager, without which Colab does
+not draw the ipywidgets 8 that jedi installs (the static figures beside each widget remain). It is plain
+Python, not shell magics, so that a failed clone or install stops the notebook right there with git's or
+pip's own message (a magic's failure only prints, and the first error would be a ``ModuleNotFoundError``
+cells later).
 """
 
 from __future__ import annotations
@@ -55,6 +57,9 @@ if IN_COLAB:
         run(["git", "clone", "-q", "--depth", "1", repository, "/content/jedi"], f"cloning {{repository}}")
     run([sys.executable, "-m", "pip", "install", "-q", "-e", "/content/jedi"], "pip install -e /content/jedi")
     sys.path.insert(0, "/content/jedi")  # the editable install is only seen by new kernels
+    from google.colab import output
+
+    output.enable_custom_widget_manager()  # Colab draws ipywidgets 8 (players, sliders, the dream) only so
     os.chdir("/content/jedi/notebooks")
     import jedi_core  # noqa: F401  (the next cells import it: fail here if it cannot be)'''
 
