@@ -1,5 +1,5 @@
-"""The named presets (``smoke``, ``smoke_diamond``, ``toy``, ``colab``, ``atari100k``, ``diamond``) and
-:func:`make_config`, which builds one with overrides.
+"""The named presets (``smoke``, ``smoke_diamond``, ``toy``, ``cpu``, ``cpu_diamond``, ``colab``,
+``atari100k``, ``diamond``) and :func:`make_config`, which builds one with overrides.
 
 A preset is a function returning a :class:`~jedi_core.config.Config`. Presets change numbers, never code
 paths: ``atari100k`` is the paper's defaults, the others change sizes, schedules and a few documented
@@ -120,11 +120,11 @@ def toy() -> Config:
 
 
 def cpu() -> Config:
-    """Real Atari games learnt on a 2-core CPU: about two hours a run on one thread, two runs side by side.
+    """Real Atari games learnt on a CPU: about an hour a run on one thread (two runs side by side on 2 cores).
 
-    A fifth of the Atari100k budget in env steps (20,000) and about a twentieth of its updates (1,900
-    world-model and 1,900 actor-critic updates after the first epoch), with near smoke-sized models at the
-    toy game's learning rates: about an hour a run on one CPU thread (``benchmarks/RESULTS.md``).
+    A fifth of the Atari100k budget in env steps (20,000) and 2,890 world-model and 2,090 actor-critic
+    updates (``atari100k``: about 410,000 of each), with near smoke-sized models at the toy game's learning
+    rates. It learns Krull and not yet Boxing (``benchmarks/RESULTS.md`` says why).
     """
     cfg = smoke()
     world_model = dataclasses.replace(

@@ -266,8 +266,8 @@ class Trainer:
         message = (f"{rate:.3g} world-model updates/s on {self.device}: the rest of this run needs at least "
                    f"{_hours_text(hours)} (its world-model updates alone)")
         if self.device.type == "cpu" and hours > 24:
-            message += ("; a CPU is days away from a paper-scale run: the smoke and toy presets are made "
-                        "for a CPU, and a GPU runs this one (README)")
+            message += ("; a CPU is days away from a paper-scale run: the smoke, toy and cpu presets are "
+                        "made for a CPU, and a GPU runs this one (README)")
         self._say(message, always=self.device.type == "cpu" and hours > 24)
 
     def _count_steps(self, steps: int, collector: Collector, bar: tqdm) -> None:
