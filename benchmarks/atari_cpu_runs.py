@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from jedi_core.agent import Agent
-from jedi_core.analysis.metrics import hns, load_reference
+from jedi_core.analysis.metrics import hns, load_reference, standard_error
 from jedi_core.config import Config
 from jedi_core.configlib import from_dict
 from jedi_core.envs import env_num_actions
@@ -32,11 +31,6 @@ from jedi_core.training.run_dir import CONFIG_FILE, FINAL_SCORES_FILE, read_metr
 
 #: A run learns where (final mean - random) exceeds this many standard errors of the final mean.
 STANDARD_ERRORS = 3.0
-
-
-def standard_error(returns: list[float]) -> float:
-    """Standard error of the mean of ``returns`` (sample standard deviation / sqrt(n))."""
-    return float(np.std(returns, ddof=1) / math.sqrt(len(returns))) if len(returns) > 1 else float("nan")
 
 
 def untrained_returns(cfg: Config, episodes: int) -> list[float]:

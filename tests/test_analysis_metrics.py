@@ -222,3 +222,11 @@ def test_probability_of_improvement_counts_wins_and_half_ties_per_game_then_aver
     assert better == 1.0 and interval == (1.0, 1.0)
     with pytest.raises(ValueError, match="share no game"):
         metrics.probability_of_improvement({"Pong": [1.0]}, {"Krull": [1.0]})
+
+
+def test_standard_error_is_the_sample_std_over_root_n_and_undefined_for_one_episode():
+    from jedi_core.analysis.metrics import standard_error
+
+    returns = [1.0, 3.0, 5.0, 7.0]  # sample variance 20/3
+    assert np.isclose(standard_error(returns), np.sqrt(20 / 3) / 2)
+    assert np.isnan(standard_error([4.0]))

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from jedi_core.analysis.video import to_uint8
+from jedi_core.analysis.video import draw_latents
 from jedi_core.nn.probe import DecoderProbe
 from jedi_core.replay import frames_to_float
 from jedi_core.world_model import ImaginationState, PixelWorldModel, WorldModel
@@ -68,8 +68,7 @@ class DreamGame:
         with torch.no_grad(), self.world_model.autocast():
             latent, reward, end, self.state = self.world_model.imagine_step(
                 self.state, torch.tensor([action], device=device), self.generator)
-            drawn = self.probe.decode(latent) if self.probe is not None else latent.clamp(-1, 1)
-        self.picture = to_uint8(drawn[0])
+            self.picture = draw_latents(self.probe, latent)[0]
         self.steps += 1
         self.total_reward += float(reward[0])
         self.ended = bool(end[0])

@@ -32,7 +32,7 @@ from jedi_core.envs.games import canonical_game_name
 __all__ = [
     "AGENT_OPTIMAL", "HUMAN_OPTIMAL", "AtariReference", "aggregate_iqm", "aggregate_mean",
     "aggregate_median", "aggregate_optimality_gap", "har_hns", "hns", "hns_by_game", "load_reference",
-    "probability_of_improvement",
+    "probability_of_improvement", "standard_error",
     "score_matrix", "stratified_bootstrap_ci", "subset_means", "summarize", "sym_hns", "sym_hns_geometric",
 ]
 
@@ -166,6 +166,12 @@ def har_hns(hns_values: Mapping[str, float] | ArrayLike, offset: float = 0.1) ->
 
 def _result(value: np.ndarray) -> float | np.ndarray:
     return float(value) if np.ndim(value) == 0 else value
+
+
+def standard_error(returns: ArrayLike) -> float:
+    """Standard error of the mean of one run's episode returns: sample std / sqrt(n) (nan for one episode)."""
+    values = np.asarray(returns, dtype=float)
+    return float(values.std(ddof=1) / np.sqrt(len(values))) if len(values) > 1 else float("nan")
 
 
 def aggregate_mean(x: ArrayLike) -> float | np.ndarray:

@@ -92,8 +92,7 @@ def imagine_episode(world_model: WorldModel, recording: EpisodeRecording, probe:
         state = world_model.burn_in(context, actions[None, :length - 1])
         for step in range(length - 1, len(actions)):
             latent, _, _, state = world_model.imagine_step(state, actions[step:step + 1], generator)
-            picture = probe.decode(latent) if probe is not None else latent.clamp(-1, 1)
-            imagined.append(to_uint8(picture[0]))
+            imagined.append(draw_latents(probe, latent)[0])
     return np.stack(imagined)
 
 
@@ -226,11 +225,13 @@ def _cached_probe(world_model: WorldModel, probe_file: str | Path | None, update
 
 
 @torch.no_grad()
-def draw_latents(probe: DecoderProbe, latents: torch.Tensor) -> np.ndarray:
-    """(N, C, h, w) latents -> (N, H, W, 3) uint8 pictures drawn by the decoder probe."""
-    return np.stack([to_uint8(picture) for picture in probe.decode(latents)])
+def draw_latents(probe: DecoderProbe | None, latents: torch.Tensor) -> np.ndarray:
+    """(N, C, h, w) latents -> (N, H, W, 3) uint8 pictures drawn by the decoder probe; ``probe=None``: the
+    pixel model's imagined frames, which are pictures already."""
+    pictures = probe.decode(latents) if probe is not None else latents.clamp(-1, 1)
+    return np.stack([_to_uint8(picture) for picture in pictures])
 
 
-def to_uint8(frame: torch.Tensor) -> np.ndarray:
+def _to_uint8(frame: torch.Tensor) -> np.ndarray:
     """(3, H, W) in [-1, 1] -> (H, W, 3) uint8."""
     return frame.add(1).mul(127.5).round().clamp(0, 255).byte().permute(1, 2, 0).cpu().numpy()

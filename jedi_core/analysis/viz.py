@@ -6,6 +6,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from jedi_core.analysis.metrics import standard_error
+
 
 def show_frames(frames: Sequence[np.ndarray] | np.ndarray, titles: Sequence[str] | None = None,
                 columns: int = 8, size: float = 1.6, highlight: Sequence[bool] | None = None):
@@ -55,7 +57,7 @@ def plot_learning_curve(records: Sequence[dict], title: str = "", optimal: float
                   color="tab:blue", label=f"evaluation ({eval_episodes or '?'} episodes, sampled policy)")
     if final_returns is not None and len(final_returns) and records:
         count = len(final_returns)
-        error = float(np.std(final_returns, ddof=1) / np.sqrt(count)) if count > 1 else 0.0
+        error = standard_error(final_returns) if count > 1 else 0.0
         axis.errorbar([records[-1]["env_steps"]], [float(np.mean(final_returns))], yerr=[error],
                       color="tab:red", marker="s", capsize=3,
                       label=f"final evaluation ({count} episodes, mean ± s.e.)")
