@@ -1,12 +1,13 @@
 """jedi_core.analysis.diagnostics: the reward/end recall reads every held-out transition once, padding left
-out, and counts hits per class as the definition says."""
+out, and counts hits per class as the definition says; the one-step recall tells a reward model that knows an
+event from a denoiser that does not draw it."""
 
 import math
 
 import numpy as np
 import torch
 
-from jedi_core.analysis.diagnostics import reward_end_recall
+from jedi_core.analysis.diagnostics import one_step_reward_recall, reward_end_recall
 from jedi_core.config import make_config
 from jedi_core.replay import ReplayBuffer
 from jedi_core.world_model import build_world_model
@@ -53,3 +54,40 @@ def test_recall_per_class_matches_the_definition():
         assert math.isclose(result["end"][name], ((actions[of_class] >= 3) == index).mean())
     # Every transition once, no padding.
     assert sum(result["counts"][name] for name in ("no end", "end")) == 13
+
+
+class BrightMeansReward(torch.nn.Module):
+    """Predicts +1 for a transition whose next latent is bright (positive), else 0."""
+
+    def forward(self, latents, actions, state=None):
+        bright = (latents[:, 1:].flatten(2).mean(-1) > 0).long()  # (B, T)
+        return torch.nn.functional.one_hot(bright + 1, 3).float(), torch.zeros(*bright.shape, 2), state
+
+
+class DarkDenoiser(torch.nn.Module):
+    """Draws every next latent dark: the reward event never appears in imagination."""
+
+    def sample_next(self, context, actions, generator=None):
+        return -torch.ones_like(context[:, -1])
+
+
+def test_one_step_recall_separates_the_reward_model_from_the_denoiser():
+    replay = ReplayBuffer()
+    rewarded = 0
+    for episode_seed in range(2):
+        episode = replay.new_episode(np.zeros((64, 64, 3), np.uint8))
+        for t in range(12):
+            reward = float((t + episode_seed) % 3 == 0)  # a bright frame follows each rewarded step
+            rewarded += reward > 0 and t >= 3  # transitions after a full 4-frame context
+            episode.append(t % 3, reward, np.full((64, 64, 3), 255 if reward else 0, np.uint8),
+                           terminated=t == 11)
+    world_model = build_world_model(make_config("smoke"), num_actions=3)
+    world_model.encode = lambda frames: frames.mean(dim=(-3, -2, -1), keepdim=True)  # bright frame -> +1
+    world_model.reward_end = BrightMeansReward()
+    world_model.denoiser = DarkDenoiser()
+
+    result = one_step_reward_recall(world_model, replay, per_class=5, rng=np.random.default_rng(0))
+    assert result["counts"] == {"-1": 0, "0": 5, "+1": min(5, rewarded)}
+    assert result["real"]["+1"] == 1.0 and result["real"]["0"] == 1.0   # the reward model knows the event
+    assert result["imagined"]["+1"] == 0.0 and result["imagined"]["0"] == 1.0  # the denoiser never draws it
+    assert math.isnan(result["real"]["-1"])

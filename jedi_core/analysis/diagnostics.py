@@ -92,3 +92,46 @@ def reward_end_recall(world_model: WorldModel, replay: ReplayBuffer, window: int
     return {"reward": dict(zip(REWARD_CLASSES, recall[:3], strict=True)),
             "end": dict(zip(END_CLASSES, recall[3:], strict=True)),
             "counts": dict(zip(REWARD_CLASSES + END_CLASSES, totals.tolist(), strict=True))}
+
+
+@torch.no_grad()
+def one_step_reward_recall(world_model: WorldModel, replay: ReplayBuffer, per_class: int,
+                           rng: np.random.Generator, device: torch.device | str = "cpu") -> dict[str, dict]:
+    """Does a reward survive one imagined step? From real contexts, the reward/end model's argmax on the
+    real next latent and on the denoiser's sample of it (same context, same action, 3 Euler steps).
+
+    Up to ``per_class`` transitions of each reward sign are drawn. Where ``real`` recall is high and
+    ``imagined`` recall low, the reward model knows the event but the denoiser does not draw it: imagination
+    then carries no reward to the actor-critic, however good the reward model is on real play.
+    """
+    length = world_model.context_length
+    by_class: dict[int, list[tuple[int, int]]] = {-1: [], 0: [], 1: []}
+    for index, episode in enumerate(replay.episodes):
+        for start in range(episode.num_steps - length + 1):
+            by_class[int(np.sign(episode.rewards[start + length - 1]))].append((index, start))
+    chosen = []
+    for sign, places in by_class.items():
+        picks = rng.permutation(len(places))[:per_class]
+        chosen += [(sign, *places[p]) for p in picks]
+    if not chosen:
+        raise ValueError(f"no episode has the {length} steps a context and one step need")
+    segments = [replay.episodes[index].segment(start, length) for _, index, start in chosen]
+    frames = frames_to_float(torch.from_numpy(np.stack([s.obs for s in segments])).to(device))
+    actions = torch.from_numpy(np.stack([s.actions for s in segments])).to(device)
+    targets = torch.tensor([sign + 1 for sign, _, _ in chosen], device=device)
+    world_model.eval()
+    state = world_model.burn_in(frames[:, :length], actions[:, : length - 1])
+    action = actions[:, length - 1]
+    generator = torch.Generator(device).manual_seed(0)
+    imagined = world_model.denoiser.sample_next(state.latents, actions, generator)
+    last = state.latents[:, -1]
+    real = world_model.encode(frames[:, length])
+    recall = {}
+    for name, next_latent in (("real", real), ("imagined", imagined)):
+        logits, _, _ = world_model.reward_end(torch.stack([last, next_latent], dim=1), action[:, None],
+                                              state.reward_end_state)
+        predicted = logits[:, -1].argmax(-1)
+        recall[name] = {label: float((predicted[targets == k] == k).float().mean()) if (targets == k).any()
+                        else float("nan") for k, label in enumerate(REWARD_CLASSES)}
+    recall["counts"] = {label: int((targets == k).sum()) for k, label in enumerate(REWARD_CLASSES)}
+    return recall
