@@ -6,6 +6,8 @@ fresh real play of that policy (held out: none of it is in the replay the run tr
 Prints, and writes as JSON beside ``--out``:
 - the reward/end model's recall of each class (-1, 0, +1; end), with how often each occurs: a model that
   never predicts a reward cannot teach the policy anything;
+- the same recall one imagined step later: on the real next latent and on the denoiser's sample of it, from
+  the same real context and action (a reward the denoiser does not draw never reaches imagination);
 - imagined against real returns of the same policy over the same ``--horizon`` steps from the same real
   contexts: the actor-critic climbs the imagined ones;
 - open-loop latent prediction error against copying the last latent, per step, normalised by latent variance;
@@ -22,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from jedi_core.analysis.diagnostics import prediction_errors, reward_end_recall
+from jedi_core.analysis.diagnostics import one_step_reward_recall, prediction_errors, reward_end_recall
 from jedi_core.imagination import imagine
 from jedi_core.replay import ReplayBuffer, frames_to_float
 from jedi_core.runtime import atomic_write_text
@@ -86,6 +88,7 @@ def main() -> None:
     horizon = args.horizon or cfg.actor_critic.horizon
     held_out = ReplayBuffer()
     rng = np.random.default_rng(0)
+    torch.manual_seed(0)  # the policy samples its actions: the same held-out play on every call
     Collector(cfg, held_out, agent, HELD_OUT_SEED).collect(args.steps, cfg.training.epsilon, rng)
     agent.eval()
     errors = prediction_errors(agent.world_model, held_out, horizon, args.rollouts, rng)
@@ -93,6 +96,7 @@ def main() -> None:
         "run_dir": str(args.run_dir), "held_out_steps": args.steps, "horizon": horizon,
         "reward_end_recall": reward_end_recall(agent.world_model, held_out, cfg.world_model.segment_steps),
         "returns": imagined_and_real_returns(agent, held_out, horizon, args.rollouts, rng),
+        "one_step_reward_recall": one_step_reward_recall(agent.world_model, held_out, args.rollouts, rng),
         "prediction_error": {"model": errors["model"].round(4).tolist(),
                              "copy_last": errors["copy_last"].round(4).tolist()},
         **policy_entropy_and_spread(agent, held_out),
