@@ -96,7 +96,7 @@ def test_in_smoke_mode_a_banner_comes_first_then_the_caption_text_and_figures(tm
     full = full_size.full_size_displays("nb", "curve", smoke=False, folder=tmp_path)
     assert "Smoke mode" in smoke[0].data
     assert [d.data for d in smoke[1:]] == [d.data for d in full]  # the banner is the only difference
-    assert "a CPU" in full[0].data and "1.5 minutes" in full[0].data
+    assert "a CPU" in full[0].data and "1.5 min for the whole notebook" in full[0].data
     assert isinstance(full[1], HTML) and "error 0.25 &lt; 0.5" in full[1].data  # the printed text, escaped
     assert [type(d) for d in full[2:]] == [Image, Image]
 

@@ -11,7 +11,9 @@ also records, per notebook, the wall time, the device, torch and the date. In th
 tagged one shows them with ``jedi_core.analysis.full_size.show_full_size``; the README's table of notebook
 times is read from the manifest. Each notebook runs in a fresh kernel inside ``notebooks/`` (as a learner
 runs it), with its runs in a temporary folder, so a training notebook starts from scratch and is timed whole.
-Time on an idle machine: anything running beside it slows it and the record would say nothing.
+Time on an idle machine: anything running beside it slows it and the record would say nothing. Each record
+keeps the 1-minute load average when its notebook started; after the first notebook it includes the previous
+notebook's own run (a 1-minute average decays over minutes), so about the number of cores means idle.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from pathlib import Path
 
 import nbformat
 
-from jedi_core.analysis.full_size import MANIFEST, TAG_PREFIX
+from jedi_core.analysis.full_size import MANIFEST, TAG_PREFIX, format_duration
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -134,11 +136,6 @@ def update_manifest(folder: Path, stem: str, record: dict, smoke: bool) -> None:
     partial = path.with_suffix(".json.partial")
     partial.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     partial.replace(path)
-
-
-def format_duration(seconds: float) -> str:
-    """A time as the README's notebook table writes it: seconds below 90 s, else minutes to one decimal."""
-    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
 
 
 def times_table(manifest: dict) -> str:

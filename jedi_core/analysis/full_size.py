@@ -26,6 +26,11 @@ SMOKE_BANNER = ("JEDI_SMOKE=1: the output above comes from tiny models trained f
                 "what the text describes. Below is what this cell shows at full size.")
 
 
+def format_duration(seconds: float) -> str:
+    """A run time as the notebooks and the README write it: seconds below 90 s, else minutes (one decimal)."""
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
+
+
 def figures_dir(folder: str | Path | None = None) -> Path:
     """``folder``, or else ``assets/figures`` of the checkout ``jedi_core`` was installed from."""
     return Path(folder) if folder is not None else repository_root() / "assets" / "figures"
@@ -56,8 +61,8 @@ def full_size_record(notebook: str, name: str, folder: str | Path | None = None)
 
 
 def full_size_displays(notebook: str, name: str, smoke: bool, folder: str | Path | None = None) -> list:
-    """The IPython display objects :func:`show_full_size` shows: the banner (smoke only), a caption, the
-    printed text and the figures, in the order the cell made them."""
+    """The IPython display objects :func:`show_full_size` shows: the banner (smoke only), a caption, then the
+    cell's printed text and its figures."""
     from IPython.display import HTML, Image
 
     run, kept = full_size_record(notebook, name, folder)
@@ -66,9 +71,9 @@ def full_size_displays(notebook: str, name: str, smoke: bool, folder: str | Path
     if smoke:
         style = "background:#fff3cd;border-left:6px solid #d39e00;padding:6px 10px;margin:6px 0;color:#533f03"
         shown.append(HTML(f'<div style="{style}"><b>Smoke mode.</b> {html.escape(SMOKE_BANNER)}</div>'))
-    minutes = run["seconds"] / 60
+    took = format_duration(run["seconds"])
     shown.append(HTML(f"<p><b>At full size</b> (kept by <code>tools/reference_figures.py</code> on "
-                      f"{html.escape(run['device'])}, {minutes:.1f} minutes for the whole notebook, "
+                      f"{html.escape(run['device'])}, {took} for the whole notebook, "
                       f"{html.escape(run['date'])}):</p>"))
     if kept.get("text"):
         shown.append(HTML(f"<pre>{html.escape(kept['text'])}</pre>"))
