@@ -27,6 +27,7 @@ import platform
 import tempfile
 import time
 from pathlib import Path
+from unittest import mock
 
 import nbformat
 
@@ -88,21 +89,13 @@ def execute(path: Path, smoke: bool, timeout: int | None) -> tuple[object, float
     from nbclient import NotebookClient
 
     notebook = nbformat.read(path, as_version=4)
-    saved = {key: os.environ.get(key) for key in ("JEDI_SMOKE", "JEDI_RUNS")}
-    with tempfile.TemporaryDirectory(prefix="jedi_runs_") as runs:
-        os.environ["JEDI_SMOKE"] = "1" if smoke else "0"
-        os.environ["JEDI_RUNS"] = runs  # a training notebook starts from scratch, not from an old run
-        try:
-            start = time.perf_counter()
-            NotebookClient(notebook, timeout=timeout, kernel_name="python3",
-                           resources={"metadata": {"path": str(path.parent)}}).execute()
-            seconds = time.perf_counter() - start
-        finally:
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
+    with tempfile.TemporaryDirectory(prefix="jedi_runs_") as runs, \
+            mock.patch.dict(os.environ, {"JEDI_SMOKE": "1" if smoke else "0", "JEDI_RUNS": runs}):
+        # The kernel inherits this environment; JEDI_RUNS: a training notebook starts from scratch.
+        start = time.perf_counter()
+        NotebookClient(notebook, timeout=timeout, kernel_name="python3",
+                       resources={"metadata": {"path": str(path.parent)}}).execute()
+        seconds = time.perf_counter() - start
     return notebook, seconds
 
 
