@@ -21,8 +21,8 @@ import torch
 
 from jedi_core.agent import Agent
 from jedi_core.analysis.metrics import hns, load_reference, standard_error
-from jedi_core.config import Config
-from jedi_core.configlib import from_dict
+from jedi_core.config import Config, make_config
+from jedi_core.configlib import from_dict, to_dict
 from jedi_core.envs import env_num_actions
 from jedi_core.runtime import atomic_write_text, seed_everything
 from jedi_core.training.collect import evaluate
@@ -31,6 +31,26 @@ from jedi_core.training.run_dir import CONFIG_FILE, FINAL_SCORES_FILE, read_metr
 
 #: A run learns where (final mean - random) exceeds this many standard errors of the final mean.
 STANDARD_ERRORS = 3.0
+#: Config keys (or key prefixes) that say which run it is, or where and how fast it ran: never a variant.
+NOT_A_VARIANT = ("seed", "device", "env.game", "performance.", "logging.")
+
+
+def _flat(data: dict, prefix: str = "") -> dict[str, object]:
+    flat = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[prefix + key] = value
+    return flat
+
+
+def variant(cfg: Config) -> str:
+    """The overrides that set a run apart from its preset (``training.world_model_updates=40``), or ``""``."""
+    preset = _flat(to_dict(make_config(cfg.preset)))
+    changed = [f"{key}={value}" for key, value in _flat(to_dict(cfg)).items()
+               if preset.get(key) != value and not key.startswith(NOT_A_VARIANT)]
+    return " ".join(sorted(changed))
 
 
 def untrained_returns(cfg: Config, episodes: int) -> list[float]:
@@ -47,7 +67,8 @@ def summarise_run(run_dir: Path, untrained: dict[str, list[float]], untrained_ep
     scores = json.loads((run_dir / FINAL_SCORES_FILE).read_text())
     returns = [float(r) for r in scores["episode_returns"]]
     game = cfg.env.game_name
-    key = f"{game}/{cfg.preset}/seed{cfg.seed}"
+    overrides = variant(cfg)
+    key = f"{game}/{cfg.preset}/seed{cfg.seed}" + (f"/{overrides}" if overrides else "")
     if key not in untrained:
         print(f"playing {untrained_episodes} episodes of {key}'s untrained agent")
         untrained[key] = untrained_returns(cfg, untrained_episodes)
@@ -58,7 +79,7 @@ def summarise_run(run_dir: Path, untrained: dict[str, list[float]], untrained_ep
     records = read_metrics(run_dir)
     return {
         "run_dir": str(run_dir), "game": game, "method": scores["method"], "preset": cfg.preset,
-        "seed": cfg.seed,
+        "variant": overrides, "seed": cfg.seed,
         "env_steps": scores["env_steps"], "episodes": len(returns), "mean": mean, "standard_error": error,
         "hns": hns(mean, game), "random": random_score, "human": reference.human[game],
         "untrained_mean": float(np.mean(untrained[key])),
@@ -71,14 +92,19 @@ def summarise_run(run_dir: Path, untrained: dict[str, list[float]], untrained_ep
     }
 
 
+def label(row: dict) -> str:
+    """The method, its preset and its overrides: ``JEDI (cpu, training.world_model_updates=40)``."""
+    return f"{row['method']} ({', '.join(filter(None, (row['preset'], row.get('variant', ''))))})"
+
+
 def markdown_table(rows: list[dict]) -> str:
     """The table of ``benchmarks/RESULTS.md``."""
-    lines = ["| game | method | seed | final mean ± s.e. (episodes) | HNS | untrained agent "
-             "| published random | learns (> random + 3 s.e.) | training time |",
+    lines = ["| game | method (preset, overrides) | seed | final mean ± s.e. (episodes) | HNS "
+             "| untrained agent | published random | learns (> random + 3 s.e.) | training time |",
              "|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
         lines.append(
-            f"| {row['game']} | {row['method']} | {row['seed']} "
+            f"| {row['game']} | {label(row)} | {row['seed']} "
             f"| {row['mean']:.1f} ± {row['standard_error']:.1f} "
             f"({row['episodes']}) | {row['hns']:.3f} | {row['untrained_mean']:.1f} ± "
             f"{row['untrained_standard_error']:.1f} | {row['random']:g} | {'yes' if row['learns'] else 'no'} "
@@ -92,23 +118,26 @@ def plot_curves(rows: list[dict]):
     import matplotlib.pyplot as plt
 
     games = sorted({row["game"] for row in rows})
+    # One colour per method, preset and overrides; one line style per seed.
+    palette = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown")
+    colours = dict(zip(dict.fromkeys(label(row) for row in rows), palette, strict=False))
     figure, axes = plt.subplots(1, len(games), figsize=(5.2 * len(games), 3.6), squeeze=False)
     for axis, game in zip(axes[0], games, strict=True):
         game_rows = [row for row in rows if row["game"] == game]
         for index, row in enumerate(game_rows):
-            colour = "tab:blue" if row["method"] == "JEDI" else "tab:orange"
+            colour = colours.get(label(row), "0.3")
             style = ("-", "--", ":", "-.")[row["seed"] % 4]
             steps = [point["env_steps"] for point in row["curve"]]
             values = [point["eval_return"] for point in row["curve"]]
-            label = f"{row['method']} seed {row['seed']}"
-            axis.plot(steps, values, style, color=colour, marker="o", markersize=3, label=label)
+            axis.plot(steps, values, style, color=colour, marker="o", markersize=3,
+                      label=f"{label(row)} seed {row['seed']}")
             final_step = row["env_steps"] * (1.02 + 0.02 * index)  # side by side, not on top of each other
             axis.errorbar([final_step], [row["mean"]], yerr=[row["standard_error"]], color=colour, marker="s",
                           capsize=3)
         axis.axhline(game_rows[0]["random"], color="k", linestyle=":", linewidth=1, label="published random")
         untrained = float(np.mean([row["untrained_mean"] for row in game_rows]))
         axis.axhline(untrained, color="0.5", linestyle="--", linewidth=1, label="untrained agent")
-        axis.set_title(f"{game} ({game_rows[0]['preset']} preset)")
+        axis.set_title(game)
         axis.set_xlabel("env steps (squares: final 100-episode mean ± s.e.)")
         axis.set_ylabel("return")
         axis.set_xlim(left=0)

@@ -151,6 +151,10 @@ class RewardEndConfig:
     lstm_input: str = option("raw", choices=("raw", "normalized"),
                              help="raw: the conv features go straight into the LSTM (DIAMOND); normalized: "
                                   "a GroupNorm and a 1/sqrt(fan-in) input scale first (steadier at lr 1e-3)")
+    next_input: str = option("real", choices=("real", "sampled"),
+                             help="the x_t+1 the model trains on once a full context precedes it: real: "
+                                  "the encoder's latent of the real next frame (DIAMOND); sampled: the "
+                                  "denoiser's sample of it from the real context, what imagination feeds it")
 
     def validate(self) -> None:
         _check_levels("world_model.reward_end", self.channels, self.depths, self.attention)

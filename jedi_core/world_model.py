@@ -52,7 +52,6 @@ UPDATE_PARTS = ("all", "diffusion", "reward_end")
 UPDATE_SCHEDULES = {"joint": ("all",), "separate": ("diffusion", "reward_end")}
 
 
-
 def quantize_frames(frames: Tensor) -> Tensor:
     """Clamp to [-1, 1] and truncate to the 256 levels of an 8-bit image (DIAMOND's output transform).
 
@@ -147,8 +146,14 @@ class WorldModel(nn.Module):
         logs: dict[str, Tensor] = {}
         loss = latents.new_zeros((), dtype=torch.float32)
         if part != "diffusion":
+            next_latents = None
+            if self.cfg.reward_end.next_input == "sampled":
+                # Imagination's inputs: the context's real latents (as burn_in), then the denoiser's samples.
+                with torch.no_grad():
+                    sampled = self.denoiser.sample_along(latents.detach(), batch.actions, self.context_length)
+                next_latents = torch.cat([latents[:, 1: self.context_length], sampled.to(latents.dtype)], 1)
             reward_end_loss, logs = self.reward_end.loss(latents, batch.actions, batch.rewards, batch.ends,
-                                                         batch.transition_mask)
+                                                         batch.transition_mask, next_latents)
             loss = loss + reward_end_loss
             logs["reward_end_loss"] = reward_end_loss.detach()
         if part != "reward_end":

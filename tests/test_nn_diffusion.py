@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from jedi_core.config import EDMConfig, SamplerConfig
+from jedi_core.config import EDMConfig, SamplerConfig, make_config
 from jedi_core.nn.diffusion import (
     conditioners,
     denoised_from_output,
@@ -15,6 +15,7 @@ from jedi_core.nn.diffusion import (
     sample,
     sample_sigma,
 )
+from jedi_core.world_model import build_world_model
 
 
 @pytest.mark.parametrize("sigma", [2e-3, 0.1, 1.0, 5.0, 20.0])
@@ -96,3 +97,22 @@ def test_three_euler_steps_return_the_trajectory_and_churn_adds_noise():
     churned = sample(_gaussian_denoiser(0.0, 0.5), (8, 2), SamplerConfig(num_steps=3, s_churn=1.0), "cpu",
                      generator=torch.Generator().manual_seed(0))
     assert torch.equal(final, deterministic) and not torch.equal(final, churned)
+
+
+def test_sample_along_samples_each_place_from_its_own_window(monkeypatch):
+    """Place j of ``sample_along`` is the sample of x_(j+L) from x_j .. x_(j+L-1) and their actions."""
+    denoiser = build_world_model(make_config("smoke"), num_actions=4).denoiser
+    length = 3
+
+    def marked_sample(context, actions, generator=None):  # a deterministic sampler that shows its inputs
+        weights = torch.arange(1.0, length + 1).view(1, length, 1, 1, 1)
+        return (context * weights).sum(1) + 100 * actions.float().sum(1).view(-1, 1, 1, 1)
+
+    monkeypatch.setattr(denoiser, "sample_next", marked_sample)
+    sequence, actions = torch.randn(2, 7, 5, 4, 4), torch.randint(0, 4, (2, 6))
+    along = denoiser.sample_along(sequence, actions, length)
+    assert along.shape == (2, 6 - length + 1, 5, 4, 4)
+    for j in range(along.shape[1]):
+        expected = marked_sample(sequence[:, j: j + length], actions[:, j: j + length])
+        torch.testing.assert_close(along[:, j], expected)
+    assert denoiser.sample_along(sequence[:, :3], actions[:, :2], length).shape == (2, 0, 5, 4, 4)

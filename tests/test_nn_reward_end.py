@@ -25,8 +25,8 @@ def _lstm_by_hand(lstm: torch.nn.LSTM, inputs: torch.Tensor) -> torch.Tensor:
     return torch.stack(outputs, dim=1)
 
 
-@pytest.mark.parametrize("normalize", [False, True])
-def test_logits_follow_the_formula(normalize):
+@pytest.mark.parametrize("normalize, own_next_frames", [(False, False), (True, False), (False, True)])
+def test_logits_follow_the_formula(normalize, own_next_frames):
     torch.manual_seed(0)
     model = RewardEndModel(frame_channels=3, frame_size=16, num_actions=4, cond_channels=8, depths=(1, 1),
                            channels=(8, 8), attention=(False, False), lstm_dim=12,
@@ -34,9 +34,12 @@ def test_logits_follow_the_formula(normalize):
     for parameter in model.parameters():  # zero-initialised output layers would hide the path
         torch.nn.init.normal_(parameter, std=0.2)
     frames, actions = torch.randn(2, 4, 3, 16, 16), torch.randint(0, 4, (2, 3))
-    reward_logits, end_logits, _ = model(frames, actions)
+    # Given next frames (imagination's, for next_input=sampled) replace x_t+1 in each pair; x_t stays.
+    next_frames = torch.randn(2, 3, 3, 16, 16) if own_next_frames else frames[:, 1:]
+    given = next_frames if own_next_frames else None
+    reward_logits, end_logits, _ = model(frames, actions, next_frames=given)
 
-    pairs = torch.cat([frames[:, :-1], frames[:, 1:]], dim=2).flatten(0, 1)  # (x_t, x_t+1) on channels
+    pairs = torch.cat([frames[:, :-1], next_frames], dim=2).flatten(0, 1)  # (x_t, x_t+1) on channels
     features = model.encoder(model.conv_in(pairs), model.action_embedding(actions.flatten()))
     if normalize:  # GroupNorm(32 groups at most) with its affine weights, then 1/sqrt(fan-in)
         norm = model.out_norm

@@ -364,3 +364,33 @@ def test_diffusion_updates_read_windows_of_context_and_targets_ending_inside_the
     assert not joint.mask_padding[:, -1].all()  # long windows may run past an end (3- and 8-step episodes)
     with pytest.raises(ValueError, match="part 'both' is not one of all, diffusion, reward_end"):
         build_world_model(make_config("smoke"), NUM_ACTIONS)(None, "both")
+
+
+def test_sampled_next_input_trains_the_reward_model_on_imaginations_inputs(build, make_batch, monkeypatch):
+    """With ``reward_end.next_input=sampled``, transition t reads (z_t, the denoiser's sample of z_t+1 from
+    the real context) once a full context precedes it, the real z_t+1 before, and no gradient comes back
+    through the samples: the last frame, seen only as a sampled x_t+1, gets none; with real inputs it does."""
+    def marked_sample(context, actions, generator=None):  # deterministic, so the reference can repeat it
+        return context.mean(1).flip(-1) + 0.1 * actions[:, -1].float().view(-1, 1, 1, 1)
+
+    batch = make_batch(batch=2, steps=6)
+    gradients = {}
+    for next_input in ("real", "sampled"):
+        model = build([f"world_model.reward_end.next_input={next_input}"])
+        monkeypatch.setattr(model.denoiser, "sample_next", marked_sample)
+        frames = batch.obs.clone().requires_grad_()
+        loss, _ = model(dataclasses.replace(batch, obs=frames), part="reward_end")
+        loss.backward()
+        gradients[next_input] = frames.grad.flatten(2).norm(dim=2).sum(0)
+        if next_input == "sampled":
+            latents = model.encode(batch.obs)
+            length = model.context_length
+            windows = [slice(t - length + 1, t + 1) for t in range(length - 1, 6)]
+            samples = [marked_sample(latents[:, window], batch.actions[:, window]) for window in windows]
+            next_latents = torch.cat([latents[:, 1:length], torch.stack(samples, dim=1)], dim=1)
+            reference, _ = model.reward_end.loss(latents, batch.actions, batch.rewards, batch.ends,
+                                                 batch.transition_mask, next_latents)
+            torch.testing.assert_close(loss.detach(), reference.detach())
+    assert gradients["real"][-1] > 0
+    assert gradients["sampled"][-1] == 0
+    assert (gradients["sampled"][:-1] > 0).all()  # every earlier frame is still some transition's x_t

@@ -254,3 +254,18 @@ class Denoiser(nn.Module):
         scaled_context = context / self.edm.sigma_data  # once for all the sampler's steps
         return sample(lambda x, s: self._denoise(x, s, scaled_context, actions), shape,
                       sampler or self.sampler, context.device, generator)
+
+    def sample_along(self, sequence: Tensor, actions: Tensor, context_length: int,
+                     generator: torch.Generator | None = None) -> Tensor:
+        """A one-step sample at every place of a sequence with a full context before it: ``sequence``
+        (B, T+1, C, H, W) and ``actions`` (B, T) -> (B, T-L+1, C, H, W), the sample of sequence[t+1] from
+        sequence[t-L+1 .. t] and actions[t-L+1 .. t] for t = L-1 .. T-1 (L = ``context_length``; none when
+        T < L)."""
+        batch, steps = actions.shape
+        places = max(steps - context_length + 1, 0)
+        if places == 0:
+            return sequence.new_zeros(batch, 0, *sequence.shape[2:])
+        # unfold puts each window's L entries last: (B, places, C, H, W, L) -> (B * places, L, C, H, W).
+        contexts = sequence[:, :-1].unfold(1, context_length, 1).movedim(-1, 2).flatten(0, 1)
+        context_actions = actions.unfold(1, context_length, 1).flatten(0, 1)
+        return self.sample_next(contexts, context_actions, generator).unflatten(0, (batch, places))

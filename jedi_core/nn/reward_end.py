@@ -54,22 +54,25 @@ class RewardEndModel(nn.Module):
                                   nn.Linear(lstm_dim, 3 + 2, bias=False))
         fp32_outputs(self)
 
-    def forward(self, frames: Tensor, actions: Tensor, state: LSTMState | None = None
-                ) -> tuple[Tensor, Tensor, LSTMState]:
+    def forward(self, frames: Tensor, actions: Tensor, state: LSTMState | None = None,
+                next_frames: Tensor | None = None) -> tuple[Tensor, Tensor, LSTMState]:
         """frames (B, T+1, C, H, W), actions (B, T) -> reward logits (B, T, 3), end logits (B, T, 2),
-        and the new LSTM state."""
+        and the new LSTM state. Transition t reads (frames[t], next_frames[t]); ``next_frames`` (B, T, C, H,
+        W) defaults to frames[1:]."""
         batch, steps = actions.shape
-        pairs = torch.cat([frames[:, :-1], frames[:, 1:]], dim=2).flatten(0, 1)
+        if next_frames is None:
+            next_frames = frames[:, 1:]
+        pairs = torch.cat([frames[:, :-1], next_frames], dim=2).flatten(0, 1)
         features = self.out_norm(self.encoder(self.conv_in(pairs), self.action_embedding(actions.flatten())))
         hidden, state = self.lstm(features.reshape(batch, steps, -1) * self.input_scale, state)
         logits = self.head(hidden)
         return logits[..., :3], logits[..., 3:], state
 
-    def loss(self, frames: Tensor, actions: Tensor, rewards: Tensor, ends: Tensor, mask: Tensor
-             ) -> tuple[Tensor, dict[str, Tensor]]:
+    def loss(self, frames: Tensor, actions: Tensor, rewards: Tensor, ends: Tensor, mask: Tensor,
+             next_frames: Tensor | None = None) -> tuple[Tensor, dict[str, Tensor]]:
         """Cross-entropy on sign(reward) and on the end flag, averaged over the transitions where ``mask`` is
         True. Masked means, not boolean indexing, so the host never waits (``jedi_core.runtime``)."""
-        reward_logits, end_logits, _ = self(frames, actions)
+        reward_logits, end_logits, _ = self(frames, actions, next_frames=next_frames)
         reward_targets = rewards.sign().long() + 1  # -1, 0, +1 -> classes 0, 1, 2
         reward_loss = masked_mean(F.cross_entropy(reward_logits.transpose(1, 2), reward_targets,
                                                   reduction="none"), mask)
