@@ -121,7 +121,7 @@ def plot_curves(rows: list[dict]):
     # One colour per method, preset and overrides; one line style per seed.
     palette = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown")
     colours = dict(zip(dict.fromkeys(label(row) for row in rows), palette, strict=False))
-    figure, axes = plt.subplots(1, len(games), figsize=(5.2 * len(games), 3.6), squeeze=False)
+    figure, axes = plt.subplots(1, len(games), figsize=(5.2 * len(games), 4.6), squeeze=False)
     for axis, game in zip(axes[0], games, strict=True):
         game_rows = [row for row in rows if row["game"] == game]
         for index, row in enumerate(game_rows):
@@ -141,7 +141,8 @@ def plot_curves(rows: list[dict]):
         axis.set_xlabel("env steps (squares: final 100-episode mean ± s.e.)")
         axis.set_ylabel("return")
         axis.set_xlim(left=0)
-        axis.legend(fontsize=7)
+        # Below the panel, so that no curve is hidden.
+        axis.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=2)
     figure.tight_layout()
     return figure
 

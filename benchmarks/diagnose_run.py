@@ -7,7 +7,8 @@ Prints, and writes as JSON beside ``--out``:
 - the reward/end model's recall of each class (-1, 0, +1; end), with how often each occurs: a model that
   never predicts a reward cannot teach the policy anything;
 - the same recall one imagined step later: on the real next latent and on the denoiser's sample of it, from
-  the same real context and action (a reward the denoiser does not draw never reaches imagination);
+  the same real context and action (a reward the denoiser does not draw never reaches imagination), and the
+  mean probability of +1 on each (imagination samples its rewards from it);
 - imagined against real returns of the same policy over the same ``--horizon`` steps from the same real
   contexts: the actor-critic climbs the imagined ones;
 - open-loop latent prediction error against copying the last latent, per step, normalised by latent variance;

@@ -5,6 +5,7 @@ event from a denoiser that does not draw it."""
 import math
 
 import numpy as np
+import pytest
 import torch
 
 from jedi_core.analysis.diagnostics import one_step_reward_recall, reward_end_recall
@@ -91,3 +92,14 @@ def test_one_step_recall_separates_the_reward_model_from_the_denoiser():
     assert result["real"]["+1"] == 1.0 and result["real"]["0"] == 1.0   # the reward model knows the event
     assert result["imagined"]["+1"] == 0.0 and result["imagined"]["0"] == 1.0  # the denoiser never draws it
     assert math.isnan(result["real"]["-1"])
+    # P(+1) is the softmax of the one-hot logits: e / (e + 2) where +1 is predicted, 1 / (e + 2) elsewhere.
+    chosen, other = math.e / (math.e + 2), 1 / (math.e + 2)
+    probability = result["plus_probability"]
+    assert probability["real"]["+1"] == pytest.approx(chosen)
+    assert probability["real"]["0"] == pytest.approx(other)
+    assert probability["imagined"]["+1"] == pytest.approx(other)
+    # Latents are -1 (dark) or +1 (bright: a reward); the dark denoiser draws -1. Rewards are 3 steps apart,
+    # so a bright frame follows a dark one: the change and the sample's error are 2 after a reward, and the
+    # sample is exact where no reward follows.
+    assert result["real_change"]["+1"] == [[2.0]] and result["sample_error"]["+1"] == [[2.0]]
+    assert result["sample_error"]["0"] == [[0.0]]

@@ -102,7 +102,10 @@ def one_step_reward_recall(world_model: WorldModel, replay: ReplayBuffer, per_cl
 
     Up to ``per_class`` transitions of each reward sign are drawn. Where ``real`` recall is high and
     ``imagined`` recall low, the reward model knows the event but the denoiser does not draw it: imagination
-    then carries no reward to the actor-critic, however good the reward model is on real play.
+    then carries no reward to the actor-critic, however good the reward model is on real play. Also the mean
+    probability of +1 per true class (``plus_probability``), on both: imagination draws rewards from it; and
+    per latent position, the mean |real next latent - last latent| (``real_change``) and |sample - real next
+    latent| (``sample_error``) per true class: where a reward shows, and whether the denoiser draws it there.
     """
     length = world_model.context_length
     by_class: dict[int, list[tuple[int, int]]] = {-1: [], 0: [], 1: []}
@@ -126,12 +129,23 @@ def one_step_reward_recall(world_model: WorldModel, replay: ReplayBuffer, per_cl
     imagined = world_model.denoiser.sample_next(state.latents, actions, generator)
     last = state.latents[:, -1]
     real = world_model.encode(frames[:, length])
-    recall = {}
+    recall: dict[str, dict] = {"plus_probability": {}}
     for name, next_latent in (("real", real), ("imagined", imagined)):
         logits, _, _ = world_model.reward_end(torch.stack([last, next_latent], dim=1), action[:, None],
                                               state.reward_end_state)
         predicted = logits[:, -1].argmax(-1)
         recall[name] = {label: float((predicted[targets == k] == k).float().mean()) if (targets == k).any()
                         else float("nan") for k, label in enumerate(REWARD_CLASSES)}
+        # Imagination samples the reward: the mean P(+1) per true class says how often it would draw one.
+        plus = logits[:, -1].softmax(-1)[:, 2]
+        recall["plus_probability"][name] = {label: float(plus[targets == k].mean()) if (targets == k).any()
+                                            else float("nan") for k, label in enumerate(REWARD_CLASSES)}
     recall["counts"] = {label: int((targets == k).sum()) for k, label in enumerate(REWARD_CLASSES)}
+    # Where the event shows: per latent position (channel mean), how much the real next latent changes and
+    # how far the sample is from it, per true class. Equal maps under +1 mean the denoiser never draws it.
+    maps = {"real_change": (real - last).abs(), "sample_error": (imagined - real).abs()}
+    for name, values in maps.items():
+        per_position = values.float().mean(1)  # (N, h, w)
+        recall[name] = {label: per_position[targets == k].mean(0).tolist()
+                        for k, label in enumerate(REWARD_CLASSES) if (targets == k).any()}
     return recall
