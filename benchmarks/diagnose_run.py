@@ -75,6 +75,17 @@ def policy_entropy_and_spread(agent, replay: ReplayBuffer, frames: int = 512) ->
             "latent_std": float(latents.std(dim=0).mean())}
 
 
+def held_out_play(cfg, agent, steps: int) -> tuple[ReplayBuffer, np.random.Generator]:
+    """``steps`` of the agent's own play on seeds far from its run's (the same on every call: seeded), the
+    agent left in eval mode, and the generator that played them, for what is drawn from them next."""
+    held_out = ReplayBuffer()
+    rng = np.random.default_rng(0)
+    torch.manual_seed(0)  # the policy samples its actions
+    Collector(cfg, held_out, agent, HELD_OUT_SEED).collect(steps, cfg.training.epsilon, rng)
+    agent.eval()
+    return held_out, rng
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -87,11 +98,7 @@ def main() -> None:
 
     cfg, agent, _ = load_run(args.run_dir, device="cpu", replay=False)
     horizon = args.horizon or cfg.actor_critic.horizon
-    held_out = ReplayBuffer()
-    rng = np.random.default_rng(0)
-    torch.manual_seed(0)  # the policy samples its actions: the same held-out play on every call
-    Collector(cfg, held_out, agent, HELD_OUT_SEED).collect(args.steps, cfg.training.epsilon, rng)
-    agent.eval()
+    held_out, rng = held_out_play(cfg, agent, args.steps)
     errors = prediction_errors(agent.world_model, held_out, horizon, args.rollouts, rng)
     report = {
         "run_dir": str(args.run_dir), "held_out_steps": args.steps, "horizon": horizon,

@@ -19,14 +19,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from diagnose_run import HELD_OUT_SEED
+from diagnose_run import held_out_play
 
 from jedi_core.analysis.diagnostics import one_step_reward_recall
 from jedi_core.optim import make_adamw
 from jedi_core.replay import ReplayBuffer, sample_training_batch
 from jedi_core.runtime import atomic_write_text
 from jedi_core.training.checkpoint import load_run
-from jedi_core.training.collect import Collector
 from jedi_core.world_model import WorldModel
 
 
@@ -73,11 +72,7 @@ def main() -> None:
     args = parser.parse_args()
 
     cfg, agent, replay = load_run(args.run_dir, device="cpu")
-    held_out = ReplayBuffer()
-    rng = np.random.default_rng(0)
-    torch.manual_seed(0)  # the same held-out play as diagnose_run.py
-    Collector(cfg, held_out, agent, HELD_OUT_SEED).collect(args.steps, cfg.training.epsilon, rng)
-    agent.eval()
+    held_out, _ = held_out_play(cfg, agent, args.steps)  # the same play as diagnose_run.py
     report = {"run_dir": str(args.run_dir), "updates": args.updates, "held_out_steps": args.steps,
               "before": measure(agent.world_model, held_out, args.per_class)}
     for next_input in ("real", "sampled"):

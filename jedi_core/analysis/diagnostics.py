@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from torch import Tensor
 
 from jedi_core.replay import Batch, ReplayBuffer, frames_to_float
 from jedi_core.world_model import WorldModel
@@ -129,23 +130,27 @@ def one_step_reward_recall(world_model: WorldModel, replay: ReplayBuffer, per_cl
     imagined = world_model.denoiser.sample_next(state.latents, actions, generator)
     last = state.latents[:, -1]
     real = world_model.encode(frames[:, length])
+
+    def class_means(values: Tensor) -> dict[str, Tensor | None]:
+        """The mean of ``values`` (N, ...) over each true class's transitions (None where there are none)."""
+        return {label: values[targets == k].mean(0) if (targets == k).any() else None
+                for k, label in enumerate(REWARD_CLASSES)}
+
+    def floats(means: dict[str, Tensor | None]) -> dict[str, float]:
+        return {label: float("nan") if mean is None else float(mean) for label, mean in means.items()}
+
     recall: dict[str, dict] = {"plus_probability": {}}
     for name, next_latent in (("real", real), ("imagined", imagined)):
         logits, _, _ = world_model.reward_end(torch.stack([last, next_latent], dim=1), action[:, None],
                                               state.reward_end_state)
-        predicted = logits[:, -1].argmax(-1)
-        recall[name] = {label: float((predicted[targets == k] == k).float().mean()) if (targets == k).any()
-                        else float("nan") for k, label in enumerate(REWARD_CLASSES)}
+        recall[name] = floats(class_means((logits[:, -1].argmax(-1) == targets).float()))
         # Imagination samples the reward: the mean P(+1) per true class says how often it would draw one.
-        plus = logits[:, -1].softmax(-1)[:, 2]
-        recall["plus_probability"][name] = {label: float(plus[targets == k].mean()) if (targets == k).any()
-                                            else float("nan") for k, label in enumerate(REWARD_CLASSES)}
+        recall["plus_probability"][name] = floats(class_means(logits[:, -1].softmax(-1)[:, 2]))
     recall["counts"] = {label: int((targets == k).sum()) for k, label in enumerate(REWARD_CLASSES)}
     # Where the event shows: per latent position (channel mean), how much the real next latent changes and
     # how far the sample is from it, per true class. Equal maps under +1 mean the denoiser never draws it.
     maps = {"real_change": (real - last).abs(), "sample_error": (imagined - real).abs()}
     for name, values in maps.items():
-        per_position = values.float().mean(1)  # (N, h, w)
-        recall[name] = {label: per_position[targets == k].mean(0).tolist()
-                        for k, label in enumerate(REWARD_CLASSES) if (targets == k).any()}
+        means = class_means(values.float().mean(1))  # (h, w) per class
+        recall[name] = {label: mean.tolist() for label, mean in means.items() if mean is not None}
     return recall
