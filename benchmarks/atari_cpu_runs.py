@@ -92,9 +92,14 @@ def summarise_run(run_dir: Path, untrained: dict[str, list[float]], untrained_ep
     }
 
 
-def label(row: dict) -> str:
-    """The method, its preset and its overrides: ``JEDI (cpu, training.world_model_updates=40)``."""
-    return f"{row['method']} ({', '.join(filter(None, (row['preset'], row.get('variant', ''))))})"
+def label(row: dict, short: bool = False) -> str:
+    """The method, its preset and its overrides: ``JEDI (cpu, training.world_model_updates=40)``; ``short``
+    keeps each override's last name (``world_model_updates=40``), for legends."""
+    overrides = row.get("variant", "")
+    if short:
+        overrides = " ".join(override.split("=")[0].split(".")[-1] + "=" + override.split("=", 1)[1]
+                             for override in overrides.split())
+    return f"{row['method']} ({', '.join(filter(None, (row['preset'], overrides)))})"
 
 
 def markdown_table(rows: list[dict]) -> str:
@@ -121,7 +126,7 @@ def plot_curves(rows: list[dict]):
     # One colour per method, preset and overrides; one line style per seed.
     palette = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown")
     colours = dict(zip(dict.fromkeys(label(row) for row in rows), palette, strict=False))
-    figure, axes = plt.subplots(1, len(games), figsize=(5.2 * len(games), 4.6), squeeze=False)
+    figure, axes = plt.subplots(1, len(games), figsize=(5.2 * len(games), 6.0), squeeze=False)
     for axis, game in zip(axes[0], games, strict=True):
         game_rows = [row for row in rows if row["game"] == game]
         for index, row in enumerate(game_rows):
@@ -130,7 +135,7 @@ def plot_curves(rows: list[dict]):
             steps = [point["env_steps"] for point in row["curve"]]
             values = [point["eval_return"] for point in row["curve"]]
             axis.plot(steps, values, style, color=colour, marker="o", markersize=3,
-                      label=f"{label(row)} seed {row['seed']}")
+                      label=f"{label(row, short=True)} seed {row['seed']}")
             final_step = row["env_steps"] * (1.02 + 0.02 * index)  # side by side, not on top of each other
             axis.errorbar([final_step], [row["mean"]], yerr=[row["standard_error"]], color=colour, marker="s",
                           capsize=3)
@@ -142,7 +147,7 @@ def plot_curves(rows: list[dict]):
         axis.set_ylabel("return")
         axis.set_xlim(left=0)
         # Below the panel, so that no curve is hidden.
-        axis.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=2)
+        axis.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=1)
     figure.tight_layout()
     return figure
 
