@@ -97,7 +97,7 @@ def label(row: dict, short: bool = False) -> str:
     keeps each override's last name (``world_model_updates=40``), for legends."""
     overrides = row.get("variant", "")
     if short:
-        overrides = " ".join(override.split("=")[0].split(".")[-1] + "=" + override.split("=", 1)[1]
+        overrides = " ".join(override.split("=", 1)[0].rsplit(".", 1)[-1] + "=" + override.split("=", 1)[1]
                              for override in overrides.split())
     return f"{row['method']} ({', '.join(filter(None, (row['preset'], overrides)))})"
 
