@@ -124,7 +124,7 @@ def cpu() -> Config:
 
     A fifth of the Atari100k budget in env steps (20,000) and 2,890 world-model and 2,090 actor-critic
     updates (``atari100k``: about 410,000 of each), with near smoke-sized models at the toy game's learning
-    rates. It learns Krull (two seeds of two) and MsPacman (two of three), not Boxing
+    rates. It learns Krull (three seeds of three) and MsPacman (two of four), not Boxing
     (``benchmarks/RESULTS.md``).
     """
     cfg = smoke()
