@@ -97,8 +97,8 @@ def label(row: dict, short: bool = False) -> str:
     keeps each override's last name (``world_model_updates=40``), for legends."""
     overrides = row.get("variant", "")
     if short:
-        overrides = " ".join(override.split("=", 1)[0].rsplit(".", 1)[-1] + "=" + override.split("=", 1)[1]
-                             for override in overrides.split())
+        names_and_values = (override.partition("=") for override in overrides.split())
+        overrides = " ".join(f"{name.rsplit('.', 1)[-1]}={value}" for name, _, value in names_and_values)
     return f"{row['method']} ({', '.join(filter(None, (row['preset'], overrides)))})"
 
 

@@ -1,9 +1,11 @@
 """Fixtures shared by the test files: small synthetic batches, a smoke-sized agent with a replay, trained-like
-weights, a detector of the ops that make the host wait for the device, and a finished run on the toy game.
+weights, a detector of the ops that make the host wait for the device, a finished run on the toy game, and
+the repository's scripts (benchmarks/, tools/) loaded as modules.
 
 Each fixture returns a function (a factory), so a test can build several with different settings.
 """
 
+import importlib.util
 import shutil
 from pathlib import Path
 from typing import NamedTuple
@@ -143,3 +145,18 @@ def finished_toy_run(_finished_toy_run_template, tmp_path):
 def toy_run_overrides():
     """The overrides of :data:`TOY_RUN`, for a test that trains a toy run of its own (``smoke`` preset)."""
     return list(TOY_RUN)
+
+
+@pytest.fixture
+def load_script():
+    """``load_script("benchmarks/atari_cpu_runs.py")``: a script of the repository, outside the package, as a
+    module, so that its functions can be tested."""
+
+    def load(relative_path: str):
+        path = Path(__file__).resolve().parents[1] / relative_path
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load

@@ -51,17 +51,11 @@ def test_bench_rejects_bad_settings(capsys):
     assert "--repeats must be at least 1" in capsys.readouterr().err
 
 
-def test_run_projection_of_a_complete_run_equals_its_logged_time(tmp_path):
-    import importlib.util
-    from pathlib import Path
-
+def test_run_projection_of_a_complete_run_equals_its_logged_time(tmp_path, load_script):
     from jedi_core.config import make_config
     from jedi_core.configlib import to_dict
 
-    spec = importlib.util.spec_from_file_location(
-        "project_run_hours", Path(__file__).resolve().parents[1] / "benchmarks" / "project_run_hours.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script("benchmarks/project_run_hours.py")
     cfg = make_config("toy", ["env_steps=1500"])  # 500 collected steps in epochs of 100: 5 epochs
     (tmp_path / "config.json").write_text(json.dumps(to_dict(cfg)))
     records = [{"epoch": e, "epoch_seconds": 100.0 if e == 1 else 10.0 + (5.0 if e % 2 == 0 else 0.0),

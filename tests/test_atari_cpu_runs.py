@@ -2,7 +2,6 @@
 its run apart from the preset, and says "learns" only where the final mean beats random play by more than
 three standard errors."""
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -11,18 +10,11 @@ import numpy as np
 from jedi_core.config import make_config
 from jedi_core.configlib import to_dict
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "atari_cpu_runs.py"
+SCRIPT = "benchmarks/atari_cpu_runs.py"
 
 
-def _module():
-    spec = importlib.util.spec_from_file_location("atari_cpu_runs", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_the_variant_is_what_sets_a_run_apart_from_its_preset_and_never_which_run_or_where():
-    runs = _module()
+def test_the_variant_is_what_sets_a_run_apart_from_its_preset_and_never_which_run_or_where(load_script):
+    runs = load_script(SCRIPT)
     same = make_config("cpu", ["seed=3", "env.game=MsPacman", "device=cpu", "performance.cuda_graphs=true"])
     assert runs.variant(same) == ""
     overrides = ["world_model.reward_end.next_input=real", "training.world_model_updates=40"]
@@ -45,8 +37,9 @@ def _run_dir(path: Path, returns: list[float]) -> Path:
     return path
 
 
-def test_a_run_learns_only_where_its_mean_beats_random_play_by_more_than_three_standard_errors(tmp_path):
-    runs = _module()
+def test_a_run_learns_only_where_its_mean_beats_random_play_by_more_than_three_standard_errors(tmp_path,
+                                                                                                load_script):
+    runs = load_script(SCRIPT)
     random_krull = 1598.0  # the published random score
     spread = np.tile([-100.0, 100.0], 50)  # 100 episodes: standard error = std / 10 = 10.05
     error = float(np.std(spread, ddof=1) / 10)
