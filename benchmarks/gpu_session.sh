@@ -103,17 +103,25 @@ say() { echo "=== [$((SECONDS - START)) s] $*"; }
 left() { echo $((TOTAL_BUDGET - (SECONDS - START))); }
 selected() { [[ " $STAGES " == *" $1 "* ]]; }
 
-# -- wheels: gymnasium and ale-py where the machine has neither (and no network to fetch them) --------------
+# -- wheels: what the stages import beyond torch and numpy, where the machine lacks it (and has no network) --
 WHEELS=${WHEELS:-$ROOT/build/wheels}
-if ! "$PYTHON" -c "import gymnasium, ale_py" >/dev/null 2>&1; then
+missing_modules() {
+  "$PYTHON" -c 'import importlib.util as u
+print(" ".join(m for m in ("gymnasium", "ale_py", "cv2", "tqdm") if u.find_spec(m) is None))'
+}
+MISSING=$(missing_modules)
+if [[ -n $MISSING ]]; then
   if compgen -G "$WHEELS/*.whl" >/dev/null; then
     SITE=$(mktemp -d "${TMPDIR:-/tmp}/jedi_wheels.XXXXXX")
     trap 'rm -rf "$SITE"' EXIT
-    say "installing the wheels of $WHEELS into $SITE (offline, no dependency resolution)"
+    say "missing: $MISSING; installing the wheels of $WHEELS into $SITE (offline, no dependency resolution)"
     "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$SITE" \
       "$WHEELS"/*.whl && export PYTHONPATH=$PYTHONPATH:$SITE
-  else
-    say "gymnasium or ale-py is missing and $WHEELS holds no wheels (benchmarks/fetch_wheels.sh makes them)"
+    MISSING=$(PYTHONPATH=$PYTHONPATH missing_modules)
+  fi
+  if [[ -n $MISSING ]]; then
+    # The other stages need none of these; run_probe (a real Atari run) fails without them.
+    say "still missing: $MISSING (benchmarks/fetch_wheels.sh makes their wheels; cv2 needs --with-opencv)"
   fi
 fi
 

@@ -268,8 +268,8 @@ class PerformanceConfig:
                             help="bf16: autocast the forward passes (weights and optimiser stay fp32)")
     compile: str = option("off", choices=("off", "default", "reduce-overhead", "max-autotune"),
                           help="torch.compile the denoiser, the reward/end conv tower and the actor-critic "
-                               "with this mode (reduce-overhead adds CUDA graphs); the first updates are "
-                               "slow while it compiles")
+                               "with this mode (reduce-overhead adds CUDA graphs, and failed on an H100: "
+                               "see cuda_graphs); the first updates are slow while it compiles")
     cuda_graphs: bool = option(False, help="replay each imagined world-model step from a CUDA graph (one "
                                            "launch instead of ~430; on a CPU the same buffers run eagerly)")
     tf32: bool = option(False, help="GPU matmuls and convolutions in TF32 (10-bit mantissa inputs, fp32 "

@@ -25,6 +25,7 @@ import os
 import random
 import signal
 import threading
+import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
@@ -162,6 +163,14 @@ def autocast(device: torch.device | str, precision: str, cache_enabled: bool = T
                           cache_enabled=cache_enabled)
 
 
+#: What an H100 (torch 2.11) showed of ``compile=reduce-overhead``; the project's own graph path is the other.
+REDUCE_OVERHEAD_WARNING = (
+    "performance.compile=reduce-overhead failed on an H100 with torch 2.11: inductor's CUDA graph trees "
+    "overwrote the actor-critic's LSTM state between calls ('accessing tensor output of CUDAGraphs that has "
+    "been overwritten'; benchmarks/RESULTS.md). performance.cuda_graphs=true replays each imagined "
+    "world-model step from a CUDA graph of the project's own; compile=default compiles without graphs.")
+
+
 def compile_modules(modules: Mapping[str, nn.Module], mode: str, backend: str = "inductor") -> list[str]:
     """``torch.compile`` each module in place with ``mode``; returns their names (none for ``mode="off"``).
 
@@ -170,6 +179,8 @@ def compile_modules(modules: Mapping[str, nn.Module], mode: str, backend: str = 
     """
     if mode == "off":
         return []
+    if mode == "reduce-overhead" and backend == "inductor":
+        warnings.warn(REDUCE_OVERHEAD_WARNING, stacklevel=2)
     for module in modules.values():
         module.compile(mode=None if mode == "default" or backend != "inductor" else mode, backend=backend)
     return list(modules)

@@ -1,5 +1,7 @@
 """jedi_core.runtime: devices and seeds, atomic writes, device-side logs, precision and compilation."""
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -77,6 +79,15 @@ def test_compile_modules_compiles_in_place_and_keeps_parameter_names():
     assert all(module._compiled_call_impl is not None for module in modules.values())
     torch.testing.assert_close(modules["b"](modules["a"](x)), eager)
     assert {key: list(module.state_dict()) for key, module in modules.items()} == names
+
+
+def test_compile_modules_warns_of_reduce_overhead_with_inductor_only():
+    with pytest.warns(UserWarning, match="reduce-overhead failed on an H100"):
+        compile_modules({"a": torch.nn.Linear(3, 2)}, "reduce-overhead")  # compiles lazily: nothing runs
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        compile_modules({"a": torch.nn.Linear(3, 2)}, "default")
+        compile_modules({"a": torch.nn.Linear(3, 2)}, "reduce-overhead", backend="aot_eager")
 
 
 def test_backend_flags_are_set_both_ways():
