@@ -11,7 +11,8 @@
 #   profile     benchmarks/profile_step.py on atari100k: kernels and host time per imagined step
 #   run_probe   a real atari100k run on Breakout, every phase timed, projected to the whole schedule
 #   bench_bf16  the bench again with performance.precision=bf16
-#   graphs      the bench with performance.cuda_graphs=true (each imagined world-model step one CUDA graph)
+#   graphs      the bench with performance.cuda_graphs=true (each imagined world-model step and each whole
+#               update one CUDA graph; 4 warm-up calls: an update runs eagerly 3 times, then is captured)
 #   compile     performance.compile=default: compile time and rate of the actor-critic update, errors kept
 # Every stage writes OUT_DIR/<stage>.json and OUT_DIR/logs/<stage>.log; OUT_DIR/stages.json has each stage's
 # status (ok, skipped, failed, timed out), OUT_DIR/environment.json the device, versions and commit, and
@@ -174,7 +175,7 @@ run_stage bench_bf16 "$PYTHON" -m jedi_core bench "${BENCH_ARGS[@]}" --set perfo
 # Hook for the CUDA-graph path: graphs.py benches performance.cuda_graphs=true once the config has that key
 # (and a GPU is there), and otherwise writes {"stage_skipped": REASON}; it benches with the bench settings.
 run_stage graphs "$PYTHON" "$HERE/graphs.py" "${GRAPHS_ARGS[@]}" --out "$OUT/graphs.json" \
-  -- "${BENCH_ARGS[@]}"
+  -- "${BENCH_ARGS[@]}" --warmup 4
 run_stage compile "$PYTHON" "$HERE/compile_probe.py" "${COMPILE_ARGS[@]}" --mode default \
   --out "$OUT/compile.json"
 

@@ -270,8 +270,9 @@ class PerformanceConfig:
                           help="torch.compile the denoiser, the reward/end conv tower and the actor-critic "
                                "with this mode (reduce-overhead adds CUDA graphs, and failed on an H100: "
                                "see cuda_graphs); the first updates are slow while it compiles")
-    cuda_graphs: bool = option(False, help="replay each imagined world-model step from a CUDA graph (one "
-                                           "launch instead of ~430; on a CPU the same buffers run eagerly)")
+    cuda_graphs: bool = option(False, help="replay each imagined world-model step and each update's loss and "
+                                           "backward pass from CUDA graphs (one launch instead of hundreds "
+                                           "or thousands; on a CPU the same buffers run eagerly)")
     tf32: bool = option(False, help="GPU matmuls and convolutions in TF32 (10-bit mantissa inputs, fp32 "
                                     "sums)")
     cudnn_benchmark: bool = option(False, help="let cuDNN time its convolution algorithms once per shape")

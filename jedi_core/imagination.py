@@ -24,10 +24,11 @@ import torch
 from torch import Tensor
 
 from jedi_core.config import ActorCriticConfig
+from jedi_core.cuda_graphs import StaticUpdate
 from jedi_core.nn.actor_critic import ActorCritic, lambda_returns, reinforce_loss
 from jedi_core.nn.blocks import LSTMState
 from jedi_core.nn.ops import masked_mean, sample_categorical
-from jedi_core.optim import optimizer_step
+from jedi_core.optim import backward_and_clip, optimizer_step
 from jedi_core.runtime import Logs
 from jedi_core.world_model import ImaginationState, WorldModel
 
@@ -52,7 +53,7 @@ class Rollout:
 
 def imagine(world_model: WorldModel, actor_critic: ActorCritic, frames: Tensor, actions: Tensor, horizon: int,
             temperature: float = 1.0, generator: torch.Generator | None = None,
-            restarts: tuple[Tensor, Tensor] | None = None) -> Rollout:
+            restarts: tuple[Tensor, Tensor] | None = None, captured: bool = False) -> Rollout:
     """Roll the policy out for ``horizon`` steps inside the world model from the given real contexts.
 
     ``restarts`` (fresh contexts: R frame windows and their actions, shaped like ``frames`` and ``actions``):
@@ -61,9 +62,12 @@ def imagine(world_model: WorldModel, actor_critic: ActorCritic, frames: Tensor, 
 
     The whole rollout, world model and policy, runs in one precision context: the world model's
     (``performance.precision``). Every network returns fp32, so the rollout's tensors are fp32 either way.
+    ``captured``: the rollout is part of an update that a CUDA graph records whole, so its world-model steps
+    are not graphs of their own.
     """
-    with world_model.autocast():
-        return _imagine(world_model, actor_critic, frames, actions, horizon, temperature, generator, restarts)
+    with world_model.autocast(cache_enabled=not captured):
+        return _imagine(world_model, actor_critic, frames, actions, horizon, temperature, generator, restarts,
+                        step_graphs=not captured)
 
 
 def _warm_up(world_model: WorldModel, actor_critic: ActorCritic, frames: Tensor, actions: Tensor
@@ -80,7 +84,7 @@ def _warm_up(world_model: WorldModel, actor_critic: ActorCritic, frames: Tensor,
 
 def _imagine(world_model: WorldModel, actor_critic: ActorCritic, frames: Tensor, actions: Tensor,
              horizon: int, temperature: float, generator: torch.Generator | None,
-             restarts: tuple[Tensor, Tensor] | None) -> Rollout:
+             restarts: tuple[Tensor, Tensor] | None, step_graphs: bool) -> Rollout:
     batch = frames.shape[0]
     if restarts is None:
         state, hidden = _warm_up(world_model, actor_critic, frames, actions)
@@ -92,7 +96,9 @@ def _imagine(world_model: WorldModel, actor_critic: ActorCritic, frames: Tensor,
         fresh_hidden = (both_hidden[0][batch:], both_hidden[1][batch:])
         restarted_so_far = torch.zeros((), dtype=torch.long, device=frames.device)
     current = state.latents[:, -1]
-    world_model_step = world_model.step_function(state, generator)
+    world_model_step = world_model.imagine_step
+    if step_graphs:
+        world_model_step = world_model.step_function(state, generator)
     logits = []
     values = []
     taken = []
@@ -160,12 +166,27 @@ def actor_critic_training_step(world_model: WorldModel, actor_critic: ActorCriti
     """
     world_model.eval()
     actor_critic.train()
-    restart = cfg.after_end == "restart"
     batch = cfg.batch_size
-    frames, actions = contexts(2 * batch if restart else batch)
-    restarts = (frames[batch:], actions[batch:]) if restart else None
-    rollout = imagine(world_model, actor_critic, frames[:batch], actions[:batch], cfg.horizon,
-                      cfg.temperature, restarts=restarts)
-    loss, logs = actor_critic_loss(rollout, cfg)
+    frames, actions = contexts(2 * batch if cfg.after_end == "restart" else batch)
     clip_groups = {"grad_norm_actor_critic": (list(actor_critic.parameters()), cfg.grad_clip)}
+    if world_model.cuda_graphs:  # the whole update, its imagined rollout included, replayed from a CUDA graph
+        def build() -> StaticUpdate:
+            def loss_and_gradients(frames: Tensor, actions: Tensor) -> tuple[Tensor, Logs]:
+                loss, logs = imagined_loss(world_model, actor_critic, frames, actions, cfg, captured=True)
+                return loss.detach(), backward_and_clip(loss, logs, optimizer, clip_groups)
+            return StaticUpdate(loss_and_gradients, clip_groups["grad_norm_actor_critic"][0])
+        update = world_model.static_update(("actor_critic", id(actor_critic), id(optimizer), frames), build)
+        return update.step([frames, actions], optimizer, scheduler, check_finite)
+    loss, logs = imagined_loss(world_model, actor_critic, frames, actions, cfg)
     return optimizer_step(loss, logs, optimizer, scheduler, clip_groups, check_finite)
+
+
+def imagined_loss(world_model: WorldModel, actor_critic: ActorCritic, frames: Tensor, actions: Tensor,
+                  cfg: ActorCriticConfig, captured: bool = False) -> tuple[Tensor, dict[str, Tensor]]:
+    """The actor-critic's loss on a rollout imagined from ``frames`` and ``actions``: ``cfg.batch_size``
+    contexts to start from, and with ``after_end=restart`` as many again to restart from."""
+    batch = cfg.batch_size
+    restarts = (frames[batch:], actions[batch:]) if cfg.after_end == "restart" else None
+    rollout = imagine(world_model, actor_critic, frames[:batch], actions[:batch], cfg.horizon,
+                      cfg.temperature, restarts=restarts, captured=captured)
+    return actor_critic_loss(rollout, cfg)

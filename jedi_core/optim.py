@@ -65,13 +65,38 @@ def optimizer_step(loss: Tensor, logs: Logs, optimizer: torch.optim.Optimizer,
     ``check_finite`` a non-finite loss raises before any weight changes; it reads the loss on the host, so
     the trainer turns it off and checks the logs of many updates at once instead (``runtime.mean_logs``).
     """
-    if check_finite and not torch.isfinite(loss):
-        raise FloatingPointError(f"loss is {loss.item()} (logs: {to_floats(logs)})")
+    if check_finite:
+        raise_if_not_finite(loss, logs)
+    logs = backward_and_clip(loss, logs, optimizer, clip_groups)
+    apply_gradients(optimizer, scheduler)
+    return logs
+
+
+def backward_and_clip(loss: Tensor, logs: Logs, optimizer: torch.optim.Optimizer, clip_groups: ClipGroups
+                      ) -> Logs:
+    """The first half of :func:`optimizer_step`: fresh gradients of ``loss``, each group's norm clipped and
+    logged. All device work, no host decision: ``performance.cuda_graphs`` records it in a CUDA graph."""
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     for name, (parameters, max_norm) in clip_groups.items():
         logs[name] = nn.utils.clip_grad_norm_(parameters, max_norm)
+    return logs
+
+
+def apply_gradients(optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LRScheduler | None
+                    ) -> None:
+    """The second half of :func:`optimizer_step`: the weights move, the schedule advances.
+
+    Outside any CUDA graph, so the learning rate is the scheduler's at every update (a graph would replay
+    the rate it was captured with) and the optimiser's state is its own, in checkpoints as ever.
+    """
     optimizer.step()
     if scheduler is not None:
         scheduler.step()
-    return logs
+
+
+def raise_if_not_finite(loss: Tensor, logs: Logs) -> None:
+    """Raise ``FloatingPointError`` naming the loss and its logs if ``loss`` is NaN or infinite (reads it on
+    the host, so it waits for the device)."""
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"loss is {loss.item()} (logs: {to_floats(logs)})")

@@ -26,7 +26,6 @@ Imagination: :meth:`WorldModel.burn_in` encodes a real context and warms up the 
 
 from __future__ import annotations
 
-import contextlib
 import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -35,7 +34,7 @@ import torch
 from torch import Tensor, nn
 
 from jedi_core.config import Config, WorldModelConfig
-from jedi_core.cuda_graphs import StaticStep
+from jedi_core.cuda_graphs import StaticStep, StaticUpdate, static_imagine_step, static_world_model_update
 from jedi_core.nn.blocks import LSTMState
 from jedi_core.nn.diffusion import Denoiser, DenoiserNet
 from jedi_core.nn.encoder import LatentEncoder, latent_clamp
@@ -119,7 +118,10 @@ class WorldModel(nn.Module):
         self.context_length = cfg.denoiser.context_length
         self.precision = precision
         self.cuda_graphs = cuda_graphs
-        self._static_steps: dict[tuple, StaticStep] = {}  # one captured step per batch shape and device
+        # performance.cuda_graphs: one captured step per batch shape and device (step_function), and the
+        # captured updates (static_update).
+        self._static_steps: dict[tuple, StaticStep] = {}
+        self._static_updates: dict[tuple, StaticUpdate] = {}
         self.latent_shape: tuple[int, int, int]  # (C, h, w) of what encode() returns, set by subclasses
 
     # -- training -------------------------------------------------------------------------------
@@ -245,9 +247,11 @@ class WorldModel(nn.Module):
         groups[name] = (others, self.cfg.grad_clip_other)
         return groups
 
-    def autocast(self) -> torch.autocast:
-        """The precision context of one update or one rollout (``runtime.autocast`` at ``self.precision``)."""
-        return autocast(next(self.parameters()).device, self.precision)
+    def autocast(self, cache_enabled: bool = True) -> torch.autocast:
+        """The precision context of one update or one rollout (``runtime.autocast`` at ``self.precision``).
+
+        Its cache of bf16 weights must be off while a CUDA graph is captured (PyTorch's rule)."""
+        return autocast(next(self.parameters()).device, self.precision, cache_enabled)
 
     def training_step(self, batch: TorchBatch, optimizer: torch.optim.Optimizer,
                       scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
@@ -260,6 +264,10 @@ class WorldModel(nn.Module):
         off so that nothing waits for the device, and checks the logs every 200 updates instead.
         """
         self.train()
+        if self.cuda_graphs:  # the same update, its loss and backward pass replayed from a CUDA graph
+            update = self.static_update((part, id(optimizer), batch.obs),
+                                        lambda: static_world_model_update(self, part, optimizer))
+            return update.step(batch.tensors(), optimizer, scheduler, check_finite)
         with self.autocast():
             loss, logs = self(batch, part)
         return optimizer_step(loss, logs, optimizer, scheduler, self.clip_groups(part), check_finite)
@@ -296,6 +304,15 @@ class WorldModel(nn.Module):
                                      reward_end_state=reward_end_state)
         return next_latent, reward, end, new_state
 
+    def static_update(self, key: tuple, build: Callable[[], StaticUpdate]) -> StaticUpdate:
+        """``performance.cuda_graphs``: the captured update of ``key`` (its names, then an input tensor whose
+        shape and device it also depends on), built by ``build`` at its first use."""
+        *names, example = key
+        key = (*names, tuple(example.shape), example.device)
+        if key not in self._static_updates:
+            self._static_updates[key] = build()
+        return self._static_updates[key]
+
     def step_function(self, state: ImaginationState, generator: torch.Generator | None = None
                       ) -> Callable[..., tuple[Tensor, Tensor, Tensor, ImaginationState]]:
         """What imagination calls at each step: :meth:`imagine_step`, or, with ``performance.cuda_graphs``
@@ -305,7 +322,7 @@ class WorldModel(nn.Module):
             return self.imagine_step
         key = (tuple(state.latents.shape), state.latents.device, state.reward_end_state is None)
         if key not in self._static_steps:
-            self._static_steps[key] = self._static_step(state)
+            self._static_steps[key] = static_imagine_step(self, state)
         static = self._static_steps[key]
 
         def replay(state: ImaginationState, action: Tensor, generator: None = None
@@ -313,23 +330,6 @@ class WorldModel(nn.Module):
             next_latent, reward, end, *new_state = static(*state.flat(), action)
             return next_latent, reward, end, ImaginationState.from_flat(new_state)
         return replay
-
-    def _static_step(self, state: ImaginationState) -> StaticStep:
-        def flat_step(*tensors: Tensor) -> list[Tensor]:
-            *flat_state, action = tensors
-            state = ImaginationState.from_flat(flat_state)
-            next_latent, reward, end, new_state = self.imagine_step(state, action)
-            return [next_latent, reward, end, *new_state.flat()]
-
-        def context() -> contextlib.ExitStack:
-            # Autocast's cache of bf16 weights must stay off while a graph is captured (PyTorch's rule).
-            stack = contextlib.ExitStack()
-            stack.enter_context(torch.no_grad())
-            stack.enter_context(autocast(state.latents.device, self.precision, cache_enabled=False))
-            return stack
-
-        first_action = state.actions.new_zeros(state.actions.shape[0])
-        return StaticStep(flat_step, [*state.flat(), first_action], context)
 
     def parameter_counts(self) -> dict[str, int]:
         """Parameters per component (encoder, denoiser, reward_end, probe if any) and their total."""

@@ -59,7 +59,7 @@ def test_a_bf16_rollout_enters_autocast_once_and_returns_fp32(smoke_setup, train
     world_model = agent.world_model
     entered = []
     autocast = world_model.autocast
-    monkeypatch.setattr(world_model, "autocast", lambda: entered.append(1) or autocast())
+    monkeypatch.setattr(world_model, "autocast", lambda **kwargs: entered.append(1) or autocast(**kwargs))
     contexts = _contexts(cfg, agent, replay, rng)
     rollout = imagine(world_model, agent.actor_critic, *contexts, horizon=3,
                       generator=torch.Generator().manual_seed(0))

@@ -21,11 +21,10 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE_DIR = ROOT / "jedi_core"
 
 LAYERS: list[tuple[str, ...]] = [
-    ("jedi_core.configlib", "jedi_core.runtime", "jedi_core.envs.games", "jedi_core.nn.ops",
-     "jedi_core.cuda_graphs"),
+    ("jedi_core.configlib", "jedi_core.runtime", "jedi_core.envs.games", "jedi_core.nn.ops"),
     ("jedi_core", "jedi_core.config", "jedi_core.presets", "jedi_core.nn.*", "jedi_core.envs",
      "jedi_core.envs.atari", "jedi_core.envs.toy"),
-    ("jedi_core.replay.*", "jedi_core.optim"),
+    ("jedi_core.replay.*", "jedi_core.optim", "jedi_core.cuda_graphs"),
     ("jedi_core.world_model",),
     ("jedi_core.imagination", "jedi_core.agent"),
     ("jedi_core.training.*",),

@@ -111,22 +111,31 @@ def launch_counts(preset: str, overrides: tuple[str, ...] = (), batch: int = 2, 
 
         def update(part=part, optimizer=optimizer, scheduler=scheduler):
             batch_ = sample_training_batch(replay, cfg.world_model, rng, cfg.replay.sample_weights, part)
-            world_model.training_step(batch_.to_torch("cpu"), optimizer, scheduler, check_finite=False,
-                                      part=part)
-        update()  # AdamW creates its state at the first step
+            return world_model.training_step(batch_.to_torch("cpu"), optimizer, scheduler,
+                                             check_finite=False, part=part)
+        logs = update()  # AdamW creates its state at the first step
         counts[f"world_model_update_{part}"] = count_launches(update).total
+        counts[f"world_model_update_{part}_cuda_graphs"] = graphed_update_launches(5, logs, optimizer)
 
     ac_optimizer, ac_scheduler = agent.make_actor_critic_optimizer()
     ac_cfg = dataclasses.replace(cfg.actor_critic, batch_size=batch)
 
     def actor_critic_update():
-        actor_critic_training_step(world_model, actor_critic, contexts, ac_cfg, ac_optimizer, ac_scheduler,
-                                   check_finite=False)
+        return actor_critic_training_step(world_model, actor_critic, contexts, ac_cfg, ac_optimizer,
+                                          ac_scheduler, check_finite=False)
 
-    actor_critic_update()
+    logs = actor_critic_update()
     counts["actor_critic_update"] = count_launches(actor_critic_update).total
+    counts["actor_critic_update_cuda_graphs"] = graphed_update_launches(2, logs, ac_optimizer)
     counts["horizon"] = cfg.actor_critic.horizon
     return counts
+
+
+def graphed_update_launches(inputs: int, logs: dict, optimizer: torch.optim.Optimizer) -> int:
+    """Launches of an update replayed from a CUDA graph (``cuda_graphs.StaticUpdate``): the graph, a copy into
+    each of its ``inputs`` buffers, a copy out of the loss and of each log, and the optimiser's step, which
+    stays eager (counted here by taking one more step)."""
+    return 1 + inputs + 1 + len(logs) + count_launches(optimizer.step).total
 
 
 def format_launch_table(results: list[dict]) -> str:
@@ -137,12 +146,16 @@ def format_launch_table(results: list[dict]) -> str:
             ("of which the world model's step", "world_model_step"),
             ("per imagined step, world-model step in a CUDA graph", "imagined_step_cuda_graphs"),
             ("per world-model update (diffusion / all)", "world_model_update_diffusion"),
+            ("the same, in a CUDA graph", "world_model_update_diffusion_cuda_graphs"),
             ("per reward/end update", "world_model_update_reward_end"),
-            ("per actor-critic update (H steps, backward, step)", "actor_critic_update")]
+            ("the same, in a CUDA graph", "world_model_update_reward_end_cuda_graphs"),
+            ("per actor-critic update (H steps, backward, step)", "actor_critic_update"),
+            ("the same, in a CUDA graph", "actor_critic_update_cuda_graphs")]
     for label, key in rows:
         cells = []
         for result in results:
-            value = result.get(key, result.get("world_model_update_all") if "diffusion" in key else None)
+            joint_key = key.replace("diffusion", "all")  # a joint update has one part, "all"
+            value = result.get(key, result.get(joint_key))
             cells.append("-" if value is None else f"{value:,.0f}")
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -212,6 +212,10 @@ class TorchBatch:
     ends: Tensor  # (B, L) bool: game over or a lost life
     mask_padding: Tensor  # (B, L+1) bool, per frame
 
+    def tensors(self) -> list[Tensor]:
+        """The fields in order, a CUDA graph's inputs: ``TorchBatch(*batch.tensors())`` rebuilds it."""
+        return [self.obs, self.actions, self.rewards, self.ends, self.mask_padding]
+
     @property
     def transition_mask(self) -> Tensor:
         """(B, L): True where both frames of a transition are real (its action was really taken)."""

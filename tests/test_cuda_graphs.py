@@ -1,0 +1,143 @@
+"""jedi_core.cuda_graphs: whole updates that a GPU replays from CUDA graphs (``performance.cuda_graphs``).
+
+On a CPU there is no graph: the captured part of each update runs eagerly through the same input buffers,
+and the optimiser steps after it. These tests hold that path to the eager updates, value for value.
+"""
+
+import json
+
+import pytest
+import torch
+
+from jedi_core.imagination import actor_critic_training_step
+from jedi_core.replay import sample_contexts, sample_training_batch
+from jedi_core.runtime import to_floats
+from jedi_core.world_model import UPDATE_SCHEDULES
+
+
+def _world_model_updates(setup, preset, overrides, graphs, updates=3):
+    cfg, agent, replay, rng = setup(preset, [*overrides, f"performance.cuda_graphs={str(graphs).lower()}"])
+    world_model = agent.world_model
+    parts = UPDATE_SCHEDULES[cfg.world_model.updates]
+    optimizers = {part: world_model.make_optimizer(part) for part in parts}
+    torch.manual_seed(1)
+    logs = []
+    for _ in range(updates):
+        for part, (optimizer, scheduler) in optimizers.items():
+            batch = sample_training_batch(replay, cfg.world_model, rng, cfg.replay.sample_weights, part)
+            logs.append(to_floats(world_model.training_step(batch.to_torch("cpu"), optimizer, scheduler,
+                                                            check_finite=False, part=part)))
+    return world_model, optimizers, logs
+
+
+@pytest.mark.parametrize(("preset", "overrides"), [
+    ("smoke", ()),
+    ("smoke", ("world_model.reward_end.next_input=sampled",)),
+    ("smoke", ("world_model.updates=joint",)),
+    ("smoke_diamond", ()),
+])
+def test_graphed_world_model_updates_equal_the_eager_ones(preset, overrides, smoke_setup):
+    eager, _, eager_logs = _world_model_updates(smoke_setup, preset, overrides, graphs=False)
+    graphed, optimizers, graphed_logs = _world_model_updates(smoke_setup, preset, overrides, graphs=True)
+    assert not eager._static_updates
+    assert len(graphed._static_updates) == len(optimizers)  # one per part, made at its first update
+    assert graphed_logs == eager_logs
+    assert {"loss", "grad_norm_other"} <= set(graphed_logs[0])
+    for name, value in eager.state_dict().items():
+        torch.testing.assert_close(graphed.state_dict()[name], value, rtol=0, atol=0, msg=name)
+    # The learning rate followed the warm-up schedule (it is stepped outside the graph).
+    for optimizer, scheduler in optimizers.values():
+        assert scheduler.last_epoch == 3
+        assert optimizer.param_groups[0]["lr"] == scheduler.get_last_lr()[0] > 0
+
+
+def test_a_graphed_update_checks_its_loss_before_any_weight_changes(smoke_setup):
+    cfg, agent, replay, rng = smoke_setup(overrides=["performance.cuda_graphs=true"])
+    world_model = agent.world_model
+    optimizer, scheduler = world_model.make_optimizer("diffusion")
+    with torch.no_grad():
+        world_model.denoiser.net.conv_in.bias[0] = float("nan")
+    before = {name: value.clone() for name, value in world_model.state_dict().items()}
+    batch = sample_training_batch(replay, cfg.world_model, rng, cfg.replay.sample_weights, "diffusion")
+    with pytest.raises(FloatingPointError, match="loss is nan"):
+        world_model.training_step(batch.to_torch("cpu"), optimizer, scheduler, part="diffusion")
+    for name, value in world_model.state_dict().items():
+        torch.testing.assert_close(value, before[name], rtol=0, atol=0, equal_nan=True, msg=name)
+
+
+def test_graphed_updates_never_wait_for_the_device(smoke_setup, host_waits):
+    """A CUDA graph cannot hold an op that reads a value back to the host: the captured parts have none."""
+    cfg, agent, replay, rng = smoke_setup(overrides=["performance.cuda_graphs=true",
+                                                     "world_model.reward_end.next_input=sampled"])
+    world_model = agent.world_model
+    for part in UPDATE_SCHEDULES[cfg.world_model.updates]:
+        optimizer, scheduler = world_model.make_optimizer(part)
+        batch = sample_training_batch(replay, cfg.world_model, rng, cfg.replay.sample_weights, part)
+        host_waits.ignore_step_of(optimizer)
+        with host_waits:
+            world_model.training_step(batch.to_torch("cpu"), optimizer, scheduler, check_finite=False,
+                                      part=part)
+    ac_optimizer, ac_scheduler = agent.make_actor_critic_optimizer()
+    host_waits.ignore_step_of(ac_optimizer)
+    with host_waits:
+        actor_critic_training_step(world_model, agent.actor_critic, _context_sampler(cfg, agent, replay, rng),
+                                   cfg.actor_critic, ac_optimizer, ac_scheduler, check_finite=False)
+    assert host_waits.seen == []
+
+
+def _context_sampler(cfg, agent, replay, rng):
+    def contexts(count):
+        length = agent.world_model.context_length
+        return sample_contexts(replay, count, length, rng, cfg.replay.sample_weights, "cpu")
+    return contexts
+
+
+@pytest.mark.parametrize("after_end", ["restart", "mask"])
+def test_graphed_actor_critic_updates_equal_the_eager_ones(after_end, smoke_setup, trained_like):
+    """The whole update is one graph: its imagined rollout (world-model steps included), loss and backward."""
+    runs = {}
+    for graphs in (False, True):
+        cfg, agent, replay, rng = smoke_setup(overrides=[f"actor_critic.after_end={after_end}",
+                                                         f"performance.cuda_graphs={str(graphs).lower()}"])
+        trained_like(agent)  # rewards and ends happen, so restarts do too
+        optimizer, scheduler = agent.make_actor_critic_optimizer()
+        contexts = _context_sampler(cfg, agent, replay, rng)
+        torch.manual_seed(2)
+        logs = []
+        for _ in range(3):
+            logs.append(to_floats(actor_critic_training_step(agent.world_model, agent.actor_critic, contexts,
+                                                             cfg.actor_critic, optimizer, scheduler,
+                                                             check_finite=False)))
+        runs[graphs] = (agent, logs)
+    (eager, eager_logs), (graphed, graphed_logs) = runs[False], runs[True]
+    assert len(graphed.world_model._static_updates) == 1
+    assert not graphed.world_model._static_steps  # the rollout's steps are part of the update's graph
+    assert graphed_logs == eager_logs
+    assert any(log["imagined_end_rate"] > 0 for log in eager_logs)
+    for name, value in eager.actor_critic.state_dict().items():
+        torch.testing.assert_close(graphed.actor_critic.state_dict()[name], value, rtol=0, atol=0, msg=name)
+
+
+def test_a_run_with_cuda_graphs_trains_as_the_eager_run_does(tmp_path, toy_run_overrides):
+    """The trainer through the graph path: the same seed gives the same weights, logs and final scores."""
+    from jedi_core.config import make_config
+    from jedi_core.training.loop import Trainer
+    from jedi_core.training.run_dir import CHECKPOINT_FILE, METRICS_FILE
+
+    runs = {}
+    for graphs in (False, True):
+        cfg = make_config("smoke", [*toy_run_overrides, f"performance.cuda_graphs={str(graphs).lower()}"])
+        run_dir = tmp_path / str(graphs)
+        scores = Trainer(cfg, run_dir, quiet=True).run()
+        metrics = [json.loads(line) for line in (run_dir / METRICS_FILE).read_text().splitlines()]
+        agent = torch.load(run_dir / CHECKPOINT_FILE, weights_only=False)["agent"]
+        runs[graphs] = scores, metrics, agent
+    (eager_scores, eager_metrics, eager_agent), (scores, metrics, agent) = runs[False], runs[True]
+    assert scores["episode_returns"] == eager_scores["episode_returns"]
+    for logged, eager_logged in zip(metrics, eager_metrics, strict=True):
+        logged.pop("epoch_seconds")
+        eager_logged.pop("epoch_seconds")
+        assert logged == eager_logged
+    assert metrics[-1]["world_model_updates"] > 0 and metrics[-1]["actor_critic_updates"] > 0
+    for name, value in eager_agent.items():
+        torch.testing.assert_close(agent[name], value, rtol=0, atol=0, msg=name)
