@@ -1,4 +1,4 @@
-"""One imagined world-model step as one CUDA graph (``performance.cuda_graphs``).
+"""Imagined world-model steps and whole updates replayed from CUDA graphs (``performance.cuda_graphs``).
 
 Eager, the world model's imagined step is about 430 small kernels (``bench --ops``), each launched by the
 host for ~10 us: at batch 32 the GPU idles most of the step (``benchmarks/RESULTS.md``). A CUDA graph records
