@@ -52,14 +52,18 @@ class Agent(nn.Module):
         return optimizer, linear_warmup(optimizer, ac_cfg.warmup_steps)
 
     def per_step_networks(self) -> dict[str, nn.Module]:
-        """The networks called at every imagined step, by their names in the agent's state dict.
+        """The networks every step calls, by their names in the agent's state dict: those of each imagined
+        step, and JEDI's encoder, which reads every real frame, burn-in and world-model batch.
 
         The reward/end model's conv tower, not its LSTM: Dynamo does not trace nn.LSTM (one cuDNN call
-        anyway).
+        anyway). The pixel baseline has no encoder to compile (an identity).
         """
-        return {"world_model.denoiser.net": self.world_model.denoiser.net,
-                "world_model.reward_end.encoder": self.world_model.reward_end.encoder,
-                "actor_critic": self.actor_critic}
+        networks = {"world_model.denoiser.net": self.world_model.denoiser.net,
+                    "world_model.reward_end.encoder": self.world_model.reward_end.encoder,
+                    "actor_critic": self.actor_critic}
+        if any(True for _ in self.world_model.encoder.parameters()):
+            networks["world_model.encoder"] = self.world_model.encoder
+        return networks
 
     def compile_per_step_networks(self, mode: str, backend: str = "inductor") -> list[str]:
         """``performance.compile``: compile :meth:`per_step_networks` in place; returns their names.

@@ -267,9 +267,9 @@ class PerformanceConfig:
     precision: str = option("fp32", choices=("fp32", "bf16"),
                             help="bf16: autocast the forward passes (weights and optimiser stay fp32)")
     compile: str = option("off", choices=("off", "default", "reduce-overhead", "max-autotune"),
-                          help="torch.compile the denoiser, the reward/end conv tower and the actor-critic "
-                               "with this mode (reduce-overhead adds CUDA graphs, and failed on an H100: "
-                               "see cuda_graphs); the first updates are slow while it compiles")
+                          help="torch.compile the denoiser, the reward/end conv tower, the actor-critic and "
+                               "JEDI's encoder with this mode (reduce-overhead adds CUDA graphs, and failed "
+                               "on an H100: see cuda_graphs); the first updates are slow while it compiles")
     cuda_graphs: bool = option(False, help="replay each imagined world-model step and each update's loss and "
                                            "backward pass from CUDA graphs (one launch instead of hundreds "
                                            "or thousands; on a CPU the same buffers run eagerly)")

@@ -84,5 +84,7 @@ def test_compiled_agent_matches_eager_and_keeps_its_checkpoint_names(smoke_setup
     compiled_names = agent.compile_per_step_networks("reduce-overhead", backend="aot_eager")
     assert compiled_names == list(agent.per_step_networks())
     assert list(agent.per_step_networks()) == ["world_model.denoiser.net", "world_model.reward_end.encoder",
-                                               "actor_critic"]
+                                               "actor_critic", "world_model.encoder"]
+    pixel = smoke_setup("smoke_diamond")[1]
+    assert "world_model.encoder" not in pixel.per_step_networks()  # an identity: nothing to compile
     assert list(agent.state_dict()) == names
