@@ -69,6 +69,7 @@ def test_cpu_dry_run_runs_every_stage(tmp_path):
         assert f"| {name} | {stages[name]['status']} |" in summary
     assert "| measure | JEDI fp32 | pixel fp32 | JEDI/pixel fp32 | JEDI bf16 |" in summary
     assert "total without evaluation" in summary
+    assert "| bench, CUDA graphs |" in summary
 
 
 def test_a_failed_or_hung_stage_is_recorded_and_the_others_still_run(tmp_path):
@@ -95,3 +96,25 @@ esac
     assert others == {"not_selected"}
     assert "environment.json" in os.listdir(out)
     assert "| ceilings | failed (rc 3) |" in (out / "summary.md").read_text()
+
+
+def test_the_whole_run_is_projected_per_path_from_the_probe_and_each_bench(tmp_path, load_script):
+    """Hours per path: the probe's other phases, plus the schedule's updates at each bench's JEDI rates."""
+    summary = load_script("benchmarks/gpu_session/summary.py")
+    schedule = {"world_model_updates": 36_000, "actor_critic_updates": 7_200}
+    probe = {"preset": "atari100k", "schedule": schedule,
+             "projection": {"hours": {"world_model_updates": 2.0, "actor_critic_updates": 3.0,
+                                      "random_collection": 0.25},
+                            "hours_without_evaluation": 5.5}}
+    (tmp_path / "run_probe.json").write_text(json.dumps(probe))
+    def bench(preset, world_model_rate, actor_critic_rate):
+        return json.dumps({"jedi": {"preset": preset, "world_model_updates_per_s": world_model_rate,
+                                    "actor_critic_updates_per_s": actor_critic_rate}})
+
+    (tmp_path / "graphs.json").write_text(bench("atari100k", 20.0, 4.0))
+    (tmp_path / "bench_bf16.json").write_text(bench("smoke", 1.0, 1.0))
+    table = "\n".join(summary.path_projection_table(tmp_path))
+    assert "| the run probe (the preset as it ships) | 2 | 3 | 0.5 | 5.5 |" in table
+    # 36,000 / 20 / 3600 = 0.5 h and 7,200 / 4 / 3600 = 0.5 h, plus the probe's 0.5 h of the rest.
+    assert "| bench, CUDA graphs | 0.5 | 0.5 | 0.5 | 1.5 |" in table
+    assert "bf16" not in table  # measured on another preset: not comparable

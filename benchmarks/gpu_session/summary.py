@@ -1,5 +1,5 @@
 """The summary of one ``benchmarks/gpu_session.sh`` run: each stage's status and key numbers, the JEDI/pixel
-bench table in fp32 and bf16, the run projection.
+bench table in fp32, bf16 and with CUDA graphs, the run projection, and the whole run's hours per path.
 
     python benchmarks/gpu_session/summary.py OUT_DIR --stage-order "ceilings bench_fp32 ..."
 
@@ -181,6 +181,38 @@ def probe_table(out: Path) -> list[str]:
     return lines
 
 
+def path_projection_table(out: Path) -> list[str]:
+    """The whole run's hours per path: the run probe's collection, checkpoints and bookkeeping, plus the
+    schedule's updates at each bench's JEDI rates (eager fp32, bf16, CUDA graphs), where the bench measured
+    the probe's preset."""
+    probe = load(out / "run_probe.json")
+    if not probe or "projection" not in probe:
+        return []
+    hours, schedule = probe["projection"]["hours"], probe["schedule"]
+    if "world_model_updates" not in hours or "actor_critic_updates" not in hours:
+        return []
+    total = probe["projection"]["hours_without_evaluation"]
+    rest = total - hours["world_model_updates"] - hours["actor_critic_updates"]
+    lines = ["| path | world-model updates (h) | actor-critic updates (h) | rest of the run (h) "
+             "| total without evaluation (h) |", "|---|---|---|---|---|",
+             f"| the run probe (the preset as it ships) | {number(hours['world_model_updates'])} | "
+             f"{number(hours['actor_critic_updates'])} | {number(rest)} | "
+             f"{number(total)} |"]
+    for label, file in (("bench, fp32", "bench_fp32.json"), ("bench, bf16", "bench_bf16.json"),
+                        ("bench, CUDA graphs", "graphs.json")):
+        jedi = (load(out / file) or {}).get("jedi", {})
+        world_model_rate, actor_critic_rate = (jedi.get("world_model_updates_per_s"),
+                                               jedi.get("actor_critic_updates_per_s"))
+        if jedi.get("preset") != probe.get("preset") or not world_model_rate or not actor_critic_rate:
+            continue
+        world_model_hours = schedule["world_model_updates"] / world_model_rate / 3600
+        actor_critic_hours = schedule["actor_critic_updates"] / actor_critic_rate / 3600
+        lines.append(f"| {label} | {number(world_model_hours)} | {number(actor_critic_hours)} "
+                     f"| {number(rest)} | {number(world_model_hours + actor_critic_hours + rest)} |")
+    return [f"A whole {probe.get('preset')} run per path (JEDI; evaluation is in the table above):", "",
+            *lines]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("out")
@@ -202,7 +234,7 @@ def main() -> int:
         data = load(out / state["json"]) if state["json"] else None
         lines.append(f"| {name} | {state['status']} | {state['seconds']} ({state['limit_s']}) | "
                      f"{key_numbers(name, data).replace('|', '/')} |")
-    for block in (bench_table(out), probe_table(out)):
+    for block in (bench_table(out), probe_table(out), path_projection_table(out)):
         if block:
             lines += ["", *block]
     text = "\n".join(lines) + "\n"
