@@ -12,7 +12,7 @@
 #   run_probe   a real atari100k run on Breakout, every phase timed, projected to the whole schedule
 #   bench_bf16  the bench again with performance.precision=bf16
 #   graphs      the bench with performance.cuda_graphs=true (each imagined world-model step and each whole
-#               update one CUDA graph; 4 warm-up calls: an update runs eagerly 3 times, then is captured)
+#               update one CUDA graph)
 #   compile     performance.compile=default: compile time and rate of the actor-critic update, errors kept
 # Every stage writes OUT_DIR/<stage>.json and OUT_DIR/logs/<stage>.log; OUT_DIR/stages.json has each stage's
 # status (ok, skipped, failed, timed out), OUT_DIR/environment.json the device, versions and commit, and
@@ -79,6 +79,7 @@ if ((DRY)); then
   COMPILE_ARGS=(--preset smoke --device cpu --backend aot_eager --batch 2 --horizon 2 --calls 1 --repeats 1
                 --warm-calls 1 --replay-steps 300)
   GRAPHS_ARGS=(--preset smoke --device cpu)
+  GRAPHS_BENCH_ARGS=(--warmup 4)
 else
   MODE=gpu DEVICE=cuda
   TOTAL_BUDGET=${TOTAL_BUDGET:-480}
@@ -94,6 +95,9 @@ else
   PROBE_ARGS=(--preset atari100k --device cuda)
   COMPILE_ARGS=(--preset atari100k --device cuda --backend inductor)
   GRAPHS_ARGS=(--preset atari100k --device cuda)
+  # An update runs eagerly 3 times, then is captured: 4 warm-up calls. Imagination at batch 512 would take
+  # half the stage's budget for the pixel model, and the per-path projection needs only the update rates.
+  GRAPHS_BENCH_ARGS=(--warmup 4 --imagination-batches 32 128)
 fi
 
 # environment.json records them
@@ -175,7 +179,7 @@ run_stage bench_bf16 "$PYTHON" -m jedi_core bench "${BENCH_ARGS[@]}" --set perfo
 # Hook for the CUDA-graph path: graphs.py benches performance.cuda_graphs=true once the config has that key
 # (and a GPU is there), and otherwise writes {"stage_skipped": REASON}; it benches with the bench settings.
 run_stage graphs "$PYTHON" "$HERE/graphs.py" "${GRAPHS_ARGS[@]}" --out "$OUT/graphs.json" \
-  -- "${BENCH_ARGS[@]}" --warmup 4
+  -- "${BENCH_ARGS[@]}" "${GRAPHS_BENCH_ARGS[@]}"
 run_stage compile "$PYTHON" "$HERE/compile_probe.py" "${COMPILE_ARGS[@]}" --mode default \
   --out "$OUT/compile.json"
 
