@@ -110,14 +110,14 @@ class StaticUpdate:
     def __call__(self, *inputs: Tensor) -> LossAndLogs:
         """Fresh gradients for ``inputs``; returns copies of the loss and logs."""
         self.calls += 1
-        on_gpu = inputs[0].is_cuda
-        if on_gpu and self.calls <= WARMUP_RUNS:
-            return on_side_stream(self.fn, inputs, self.context)
+        graphed = self.graphed(inputs[0])
+        if graphed and self.calls <= WARMUP_RUNS:
+            return self._warm_up(inputs)
         if not self.inputs:
             self.inputs = [tensor.clone() for tensor in inputs]
         for buffer, value in zip(self.inputs, inputs, strict=True):
             buffer.copy_(value)
-        if not on_gpu:
+        if not graphed:
             with self.context():
                 self.outputs = self.fn(*self.inputs)
         else:
@@ -128,6 +128,14 @@ class StaticUpdate:
                 parameter.grad = grad
         loss, logs = self.outputs
         return loss.clone(), {name: value.clone() for name, value in logs.items()}
+
+    @staticmethod
+    def graphed(example: Tensor) -> bool:
+        """Whether calls with inputs like ``example`` are captured: on a GPU."""
+        return example.is_cuda
+
+    def _warm_up(self, inputs: Sequence[Tensor]) -> LossAndLogs:
+        return on_side_stream(self.fn, inputs, self.context)
 
     def _capture(self) -> None:
         self.graph = torch.cuda.CUDAGraph()

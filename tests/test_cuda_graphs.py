@@ -9,6 +9,9 @@ import json
 import pytest
 import torch
 
+import jedi_core.cuda_graphs
+import jedi_core.imagination
+from jedi_core.cuda_graphs import StaticUpdate
 from jedi_core.imagination import actor_critic_training_step
 from jedi_core.replay import sample_contexts, sample_training_batch
 from jedi_core.runtime import to_floats
@@ -25,9 +28,10 @@ def _world_model_updates(setup, preset, overrides, graphs, updates=3):
     for _ in range(updates):
         for part, (optimizer, scheduler) in optimizers.items():
             batch = sample_training_batch(replay, cfg.world_model, rng, cfg.replay.sample_weights, part)
-            logs.append(to_floats(world_model.training_step(batch.to_torch("cpu"), optimizer, scheduler,
-                                                            check_finite=False, part=part)))
-    return world_model, optimizers, logs
+            logs.append(world_model.training_step(batch.to_torch("cpu"), optimizer, scheduler,
+                                                  check_finite=False, part=part))
+    # Read at the end, as the trainer reads a chunk of updates' logs at once: each must be its own copy.
+    return world_model, optimizers, [to_floats(log) for log in logs]
 
 
 @pytest.mark.parametrize(("preset", "overrides"), [
@@ -92,30 +96,33 @@ def _context_sampler(cfg, agent, replay, rng):
     return contexts
 
 
+def _actor_critic_updates(setup, trained_like, after_end, graphs, updates=3):
+    cfg, agent, replay, rng = setup(overrides=[f"actor_critic.after_end={after_end}",
+                                               f"performance.cuda_graphs={str(graphs).lower()}"])
+    trained_like(agent)  # rewards and ends happen, so restarts do too
+    optimizer, scheduler = agent.make_actor_critic_optimizer()
+    contexts = _context_sampler(cfg, agent, replay, rng)
+    torch.manual_seed(2)
+    logs = [actor_critic_training_step(agent.world_model, agent.actor_critic, contexts, cfg.actor_critic,
+                                       optimizer, scheduler, check_finite=False) for _ in range(updates)]
+    return agent, [to_floats(log) for log in logs]
+
+
+def _assert_same_actor_critics(eager, graphed):
+    for name, value in eager.actor_critic.state_dict().items():
+        torch.testing.assert_close(graphed.actor_critic.state_dict()[name], value, rtol=0, atol=0, msg=name)
+
+
 @pytest.mark.parametrize("after_end", ["restart", "mask"])
 def test_graphed_actor_critic_updates_equal_the_eager_ones(after_end, smoke_setup, trained_like):
     """The whole update is one graph: its imagined rollout (world-model steps included), loss and backward."""
-    runs = {}
-    for graphs in (False, True):
-        cfg, agent, replay, rng = smoke_setup(overrides=[f"actor_critic.after_end={after_end}",
-                                                         f"performance.cuda_graphs={str(graphs).lower()}"])
-        trained_like(agent)  # rewards and ends happen, so restarts do too
-        optimizer, scheduler = agent.make_actor_critic_optimizer()
-        contexts = _context_sampler(cfg, agent, replay, rng)
-        torch.manual_seed(2)
-        logs = []
-        for _ in range(3):
-            logs.append(to_floats(actor_critic_training_step(agent.world_model, agent.actor_critic, contexts,
-                                                             cfg.actor_critic, optimizer, scheduler,
-                                                             check_finite=False)))
-        runs[graphs] = (agent, logs)
-    (eager, eager_logs), (graphed, graphed_logs) = runs[False], runs[True]
+    eager, eager_logs = _actor_critic_updates(smoke_setup, trained_like, after_end, graphs=False)
+    graphed, graphed_logs = _actor_critic_updates(smoke_setup, trained_like, after_end, graphs=True)
     assert len(graphed.world_model._static_updates) == 1
     assert not graphed.world_model._static_steps  # the rollout's steps are part of the update's graph
     assert graphed_logs == eager_logs
     assert any(log["imagined_end_rate"] > 0 for log in eager_logs)
-    for name, value in eager.actor_critic.state_dict().items():
-        torch.testing.assert_close(graphed.actor_critic.state_dict()[name], value, rtol=0, atol=0, msg=name)
+    _assert_same_actor_critics(eager, graphed)
 
 
 def test_a_run_with_cuda_graphs_trains_as_the_eager_run_does(tmp_path, toy_run_overrides):
@@ -141,3 +148,67 @@ def test_a_run_with_cuda_graphs_trains_as_the_eager_run_does(tmp_path, toy_run_o
     assert metrics[-1]["world_model_updates"] > 0 and metrics[-1]["actor_critic_updates"] > 0
     for name, value in eager_agent.items():
         torch.testing.assert_close(agent[name], value, rtol=0, atol=0, msg=name)
+
+
+class _EmulatedGraph:
+    """What a CUDA graph's replay does to memory, emulated on the CPU: it reruns the update and writes the
+    results into the memory the capture allocated (the recorded gradients and outputs), and leaves every
+    Python attribute, ``.grad`` included, as it was."""
+
+    def __init__(self, update):
+        self.update = update
+
+    def replay(self):
+        update = self.update
+        attributes = [parameter.grad for parameter in update.parameters]
+        with update.context():
+            loss, logs = update.fn(*update.inputs)
+        for recorded, parameter in zip(update.grads, update.parameters, strict=True):
+            if recorded is not None:
+                recorded.copy_(parameter.grad)
+        recorded_loss, recorded_logs = update.outputs
+        recorded_loss.copy_(loss)
+        for name, value in logs.items():
+            recorded_logs[name].copy_(value)
+        for parameter, attribute in zip(update.parameters, attributes, strict=True):
+            parameter.grad = attribute
+
+
+class _EmulatedGraphUpdate(StaticUpdate):
+    """:class:`StaticUpdate` taking its GPU path on the CPU, with :class:`_EmulatedGraph` for the graph."""
+
+    @staticmethod
+    def graphed(example):
+        return True
+
+    def _warm_up(self, inputs):
+        with self.context():
+            return self.fn(*inputs)
+
+    def _capture(self):
+        with torch.random.fork_rng(), self.context():  # a capture runs nothing and draws no numbers
+            self.outputs = self.fn(*self.inputs)
+        self.grads = [parameter.grad for parameter in self.parameters]
+        self.graph = _EmulatedGraph(self)
+
+
+def test_the_gpu_path_of_graphed_updates_gives_the_eager_updates_under_graph_memory(smoke_setup, trained_like,
+                                                                                   monkeypatch):
+    """The GPU path (warm-up, capture, replays into fixed memory, gradients pointed back at each replay) with
+    the graph emulated. The diffusion and reward/end updates both train the encoder, each in its own graph:
+    without pointing ``.grad`` back, one part's optimiser would step on the other's gradients."""
+    monkeypatch.setattr(jedi_core.cuda_graphs, "StaticUpdate", _EmulatedGraphUpdate)
+    monkeypatch.setattr(jedi_core.imagination, "StaticUpdate", _EmulatedGraphUpdate)
+    updates = jedi_core.cuda_graphs.WARMUP_RUNS + 3  # warm-ups, the capture, then replays
+    eager, _, eager_logs = _world_model_updates(smoke_setup, "smoke", (), graphs=False, updates=updates)
+    graphed, optimizers, logs = _world_model_updates(smoke_setup, "smoke", (), graphs=True, updates=updates)
+    assert all(isinstance(update.graph, _EmulatedGraph) for update in graphed._static_updates.values())
+    assert logs == eager_logs
+    for name, value in eager.state_dict().items():
+        torch.testing.assert_close(graphed.state_dict()[name], value, rtol=0, atol=0, msg=name)
+    eager_agent, eager_logs = _actor_critic_updates(smoke_setup, trained_like, "restart", False, updates)
+    agent, logs = _actor_critic_updates(smoke_setup, trained_like, "restart", True, updates)
+    [update] = agent.world_model._static_updates.values()
+    assert isinstance(update.graph, _EmulatedGraph)
+    assert logs == eager_logs
+    _assert_same_actor_critics(eager_agent, agent)
