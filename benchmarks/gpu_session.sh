@@ -122,7 +122,7 @@ if [[ -n $MISSING ]]; then
     say "missing: $MISSING; installing the wheels of $WHEELS into $SITE (offline, no dependency resolution)"
     "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$SITE" \
       "$WHEELS"/*.whl && export PYTHONPATH=$PYTHONPATH:$SITE
-    MISSING=$(PYTHONPATH=$PYTHONPATH missing_modules)
+    MISSING=$(missing_modules)
   fi
   if [[ -n $MISSING ]]; then
     # The other stages need none of these; run_probe (a real Atari run) fails without them.

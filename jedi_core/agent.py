@@ -61,7 +61,7 @@ class Agent(nn.Module):
         networks = {"world_model.denoiser.net": self.world_model.denoiser.net,
                     "world_model.reward_end.encoder": self.world_model.reward_end.encoder,
                     "actor_critic": self.actor_critic}
-        if any(True for _ in self.world_model.encoder.parameters()):
+        if not isinstance(self.world_model.encoder, nn.Identity):
             networks["world_model.encoder"] = self.world_model.encoder
         return networks
 

@@ -26,8 +26,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
-from jedi_core.optim import apply_gradients, backward_and_clip, raise_if_not_finite
-from jedi_core.replay import TorchBatch
+from jedi_core.optim import ClipGroups, apply_gradients, backward_and_clip, raise_if_not_finite
 from jedi_core.runtime import Logs
 
 #: Warm-up runs before capture (on a side stream, as CUDA graphs require): lazy initialisations (cuDNN's
@@ -85,21 +84,25 @@ LossAndLogs = tuple[Tensor, Logs]
 
 
 class StaticUpdate:
-    """The loss, gradients and clipping of one update (``fn``) captured in a CUDA graph on a GPU.
+    """The loss, gradients and clipping of one update captured in a CUDA graph on a GPU.
 
-    ``fn(*inputs)`` computes the loss, calls ``optim.backward_and_clip`` and returns ``(loss.detach(),
-    logs)``; :meth:`step` runs it and then the optimiser. The first :data:`WARMUP_RUNS` calls run eagerly on
-    a side stream, and they are real updates, like every later one: the next call captures the graph and
-    replays it. The gradients then live in the graph's memory: after each replay every parameter's ``.grad``
-    is pointed back at them, because another update that trains the same weights (the encoder, in both
-    parts of a world-model update) has its own. On a CPU there is no graph: every call copies its inputs into
-    the same buffers and runs ``fn`` eagerly.
+    ``loss_fn(*inputs) -> (loss, logs)``; each call computes them, then ``optim.backward_and_clip`` with
+    ``optimizer`` and ``clip_groups``, and :meth:`step` then runs the optimiser. The first
+    :data:`WARMUP_RUNS` calls run eagerly on a side stream, and they are real updates, like every later one:
+    the next call captures the graph and replays it. The gradients then live in the graph's memory: after
+    each replay every parameter's ``.grad`` is pointed back at them, because another update that trains the
+    same weights (the encoder, in both parts of a world-model update) has its own. On a CPU there is no
+    graph: every call copies its inputs into the same buffers and runs eagerly.
     """
 
-    def __init__(self, fn: Callable[..., LossAndLogs], parameters: Sequence[nn.Parameter],
-                 context: Callable[[], object] = contextlib.nullcontext):
-        self.fn = fn
-        self.parameters = list(parameters)
+    def __init__(self, loss_fn: Callable[..., LossAndLogs], optimizer: torch.optim.Optimizer,
+                 clip_groups: ClipGroups, context: Callable[[], object] = contextlib.nullcontext):
+        def fn(*inputs: Tensor) -> LossAndLogs:
+            loss, logs = loss_fn(*inputs)
+            return loss.detach(), backward_and_clip(loss, logs, optimizer, clip_groups)
+
+        self.fn = fn  # what the graph records
+        self.parameters = [parameter for group, _ in clip_groups.values() for parameter in group]
         self.context = context
         self.calls = 0
         self.inputs: list[Tensor] = []
@@ -155,7 +158,7 @@ class StaticUpdate:
 
 
 # ----------------------------------------------------------------------------------------------
-# The world model's graphs (``WorldModel.step_function`` and ``WorldModel.training_step`` keep them)
+# The world model's imagined step (``WorldModel.step_function`` keeps it)
 
 
 def static_imagine_step(world_model: nn.Module, state: object) -> StaticStep:
@@ -177,17 +180,3 @@ def static_imagine_step(world_model: nn.Module, state: object) -> StaticStep:
 
     first_action = state.actions.new_zeros(state.actions.shape[0])
     return StaticStep(flat_step, [*state.flat(), first_action], context)
-
-
-def static_world_model_update(world_model: nn.Module, part: str, optimizer: torch.optim.Optimizer
-                              ) -> StaticUpdate:
-    """One world-model update of ``part`` (loss, backward, clipping) as a :class:`StaticUpdate` whose inputs
-    are a ``TorchBatch``'s tensors."""
-    clip_groups = world_model.clip_groups(part)
-    parameters = [parameter for group, _ in clip_groups.values() for parameter in group]
-
-    def loss_and_gradients(*tensors: Tensor) -> LossAndLogs:
-        loss, logs = world_model(TorchBatch(*tensors), part)
-        return loss.detach(), backward_and_clip(loss, logs, optimizer, clip_groups)
-
-    return StaticUpdate(loss_and_gradients, parameters, lambda: world_model.autocast(cache_enabled=False))

@@ -17,6 +17,7 @@ runs without gradient. The actor-critic keeps its gradient through time (BPTT ov
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -28,7 +29,7 @@ from jedi_core.cuda_graphs import StaticUpdate
 from jedi_core.nn.actor_critic import ActorCritic, lambda_returns, reinforce_loss
 from jedi_core.nn.blocks import LSTMState
 from jedi_core.nn.ops import masked_mean, sample_categorical
-from jedi_core.optim import ClipGroups, backward_and_clip, optimizer_step
+from jedi_core.optim import optimizer_step
 from jedi_core.runtime import Logs
 from jedi_core.world_model import ImaginationState, WorldModel
 
@@ -170,24 +171,12 @@ def actor_critic_training_step(world_model: WorldModel, actor_critic: ActorCriti
     frames, actions = contexts(2 * batch if cfg.after_end == "restart" else batch)
     clip_groups = {"grad_norm_actor_critic": (list(actor_critic.parameters()), cfg.grad_clip)}
     if world_model.cuda_graphs:  # the whole update, its imagined rollout included, replayed from a CUDA graph
-        update = world_model.static_update(
-            ("actor_critic", id(actor_critic), id(optimizer), frames),
-            lambda: _static_actor_critic_update(world_model, actor_critic, cfg, optimizer, clip_groups))
+        loss_fn = functools.partial(imagined_loss, world_model, actor_critic, cfg=cfg, captured=True)
+        update = world_model.captured(("actor_critic", id(actor_critic), id(optimizer)), frames,
+                                      lambda: StaticUpdate(loss_fn, optimizer, clip_groups))
         return update.step([frames, actions], optimizer, scheduler, check_finite)
     loss, logs = imagined_loss(world_model, actor_critic, frames, actions, cfg)
     return optimizer_step(loss, logs, optimizer, scheduler, clip_groups, check_finite)
-
-
-def _static_actor_critic_update(world_model: WorldModel, actor_critic: ActorCritic, cfg: ActorCriticConfig,
-                                optimizer: torch.optim.Optimizer, clip_groups: ClipGroups) -> StaticUpdate:
-    """The actor-critic update's loss (its imagined rollout included), backward pass and clipping as one
-    :class:`~jedi_core.cuda_graphs.StaticUpdate` whose inputs are the contexts' frames and actions."""
-    def loss_and_gradients(frames: Tensor, actions: Tensor) -> tuple[Tensor, Logs]:
-        loss, logs = imagined_loss(world_model, actor_critic, frames, actions, cfg, captured=True)
-        return loss.detach(), backward_and_clip(loss, logs, optimizer, clip_groups)
-
-    parameters = [parameter for group, _ in clip_groups.values() for parameter in group]
-    return StaticUpdate(loss_and_gradients, parameters)
 
 
 def imagined_loss(world_model: WorldModel, actor_critic: ActorCritic, frames: Tensor, actions: Tensor,

@@ -167,8 +167,8 @@ def autocast(device: torch.device | str, precision: str, cache_enabled: bool = T
 REDUCE_OVERHEAD_WARNING = (
     "performance.compile=reduce-overhead failed on an H100 with torch 2.11: inductor's CUDA graph trees "
     "overwrote the actor-critic's LSTM state between calls ('accessing tensor output of CUDAGraphs that has "
-    "been overwritten'; benchmarks/RESULTS.md). performance.cuda_graphs=true replays each imagined "
-    "world-model step from a CUDA graph of the project's own; compile=default compiles without graphs.")
+    "been overwritten'; benchmarks/RESULTS.md). performance.cuda_graphs=true replays imagined steps and "
+    "whole updates from CUDA graphs of the project's own; compile=default compiles without graphs.")
 
 
 def compile_modules(modules: Mapping[str, nn.Module], mode: str, backend: str = "inductor") -> list[str]:

@@ -29,12 +29,13 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 from torch import Tensor, nn
 
 from jedi_core.config import Config, WorldModelConfig
-from jedi_core.cuda_graphs import StaticStep, StaticUpdate, static_imagine_step, static_world_model_update
+from jedi_core.cuda_graphs import StaticStep, StaticUpdate, static_imagine_step
 from jedi_core.nn.blocks import LSTMState
 from jedi_core.nn.diffusion import Denoiser, DenoiserNet
 from jedi_core.nn.encoder import LatentEncoder, latent_clamp
@@ -44,6 +45,8 @@ from jedi_core.nn.reward_end import RewardEndModel
 from jedi_core.optim import linear_warmup, make_adamw, optimizer_step
 from jedi_core.replay import TorchBatch
 from jedi_core.runtime import Logs, autocast
+
+GraphT = TypeVar("GraphT", StaticStep, StaticUpdate)
 
 #: What one world-model update trains: everything (a joint update), or one part of Algorithm 1's loops.
 UPDATE_PARTS = ("all", "diffusion", "reward_end")
@@ -118,10 +121,7 @@ class WorldModel(nn.Module):
         self.context_length = cfg.denoiser.context_length
         self.precision = precision
         self.cuda_graphs = cuda_graphs
-        # performance.cuda_graphs: one captured step per batch shape and device (step_function), and the
-        # captured updates (static_update).
-        self._static_steps: dict[tuple, StaticStep] = {}
-        self._static_updates: dict[tuple, StaticUpdate] = {}
+        self._graphs: dict[tuple, StaticStep | StaticUpdate] = {}  # performance.cuda_graphs (captured)
         self.latent_shape: tuple[int, int, int]  # (C, h, w) of what encode() returns, set by subclasses
 
     # -- training -------------------------------------------------------------------------------
@@ -265,8 +265,9 @@ class WorldModel(nn.Module):
         """
         self.train()
         if self.cuda_graphs:  # the same update, its loss and backward pass replayed from a CUDA graph
-            update = self.static_update((part, id(optimizer), batch.obs),
-                                        lambda: static_world_model_update(self, part, optimizer))
+            update = self.captured((part, id(optimizer)), batch.obs, lambda: StaticUpdate(
+                lambda *tensors: self(TorchBatch(*tensors), part), optimizer, self.clip_groups(part),
+                functools.partial(self.autocast, cache_enabled=False)))
             return update.step(batch.tensors(), optimizer, scheduler, check_finite)
         with self.autocast():
             loss, logs = self(batch, part)
@@ -304,14 +305,13 @@ class WorldModel(nn.Module):
                                      reward_end_state=reward_end_state)
         return next_latent, reward, end, new_state
 
-    def static_update(self, key: tuple, build: Callable[[], StaticUpdate]) -> StaticUpdate:
-        """``performance.cuda_graphs``: the captured update of ``key`` (its names, then an input tensor whose
-        shape and device it also depends on), built by ``build`` at its first use."""
-        *names, example = key
-        key = (*names, tuple(example.shape), example.device)
-        if key not in self._static_updates:
-            self._static_updates[key] = build()
-        return self._static_updates[key]
+    def captured(self, key: tuple, example: Tensor, build: Callable[[], GraphT]) -> GraphT:
+        """``performance.cuda_graphs``: the step or update of ``key`` at the shape and device of ``example``
+        (an input), built by ``build`` and kept at its first use."""
+        key = (*key, tuple(example.shape), example.device)
+        if key not in self._graphs:
+            self._graphs[key] = build()
+        return self._graphs[key]
 
     def step_function(self, state: ImaginationState, generator: torch.Generator | None = None
                       ) -> Callable[..., tuple[Tensor, Tensor, Tensor, ImaginationState]]:
@@ -320,10 +320,8 @@ class WorldModel(nn.Module):
         captured at the first rollout of each batch shape."""
         if not self.cuda_graphs or generator is not None:
             return self.imagine_step
-        key = (tuple(state.latents.shape), state.latents.device, state.reward_end_state is None)
-        if key not in self._static_steps:
-            self._static_steps[key] = static_imagine_step(self, state)
-        static = self._static_steps[key]
+        static = self.captured(("imagine_step", state.reward_end_state is None), state.latents,
+                               lambda: static_imagine_step(self, state))
 
         def replay(state: ImaginationState, action: Tensor, generator: None = None
                    ) -> tuple[Tensor, Tensor, Tensor, ImaginationState]:

@@ -11,11 +11,17 @@ import torch
 
 import jedi_core.cuda_graphs
 import jedi_core.imagination
-from jedi_core.cuda_graphs import StaticUpdate
+import jedi_core.world_model
+from jedi_core.cuda_graphs import StaticStep, StaticUpdate
 from jedi_core.imagination import actor_critic_training_step
 from jedi_core.replay import sample_contexts, sample_training_batch
 from jedi_core.runtime import to_floats
 from jedi_core.world_model import UPDATE_SCHEDULES
+
+
+def _graphs(world_model, kind):
+    """The steps or updates ``performance.cuda_graphs`` captured for ``world_model``."""
+    return [graph for graph in world_model._graphs.values() if isinstance(graph, kind)]
 
 
 def _world_model_updates(setup, preset, overrides, graphs, updates=3):
@@ -43,8 +49,8 @@ def _world_model_updates(setup, preset, overrides, graphs, updates=3):
 def test_graphed_world_model_updates_equal_the_eager_ones(preset, overrides, smoke_setup):
     eager, _, eager_logs = _world_model_updates(smoke_setup, preset, overrides, graphs=False)
     graphed, optimizers, graphed_logs = _world_model_updates(smoke_setup, preset, overrides, graphs=True)
-    assert not eager._static_updates
-    assert len(graphed._static_updates) == len(optimizers)  # one per part, made at its first update
+    assert not eager._graphs
+    assert len(_graphs(graphed, StaticUpdate)) == len(optimizers)  # one per part, made at its first update
     assert graphed_logs == eager_logs
     assert {"loss", "grad_norm_other"} <= set(graphed_logs[0])
     for name, value in eager.state_dict().items():
@@ -118,8 +124,8 @@ def test_graphed_actor_critic_updates_equal_the_eager_ones(after_end, smoke_setu
     """The whole update is one graph: its imagined rollout (world-model steps included), loss and backward."""
     eager, eager_logs = _actor_critic_updates(smoke_setup, trained_like, after_end, graphs=False)
     graphed, graphed_logs = _actor_critic_updates(smoke_setup, trained_like, after_end, graphs=True)
-    assert len(graphed.world_model._static_updates) == 1
-    assert not graphed.world_model._static_steps  # the rollout's steps are part of the update's graph
+    assert len(_graphs(graphed.world_model, StaticUpdate)) == 1
+    assert not _graphs(graphed.world_model, StaticStep)  # the rollout's steps are part of the update's graph
     assert graphed_logs == eager_logs
     assert any(log["imagined_end_rate"] > 0 for log in eager_logs)
     _assert_same_actor_critics(eager, graphed)
@@ -197,18 +203,18 @@ def test_the_gpu_path_of_graphed_updates_gives_the_eager_updates_under_graph_mem
     """The GPU path (warm-up, capture, replays into fixed memory, gradients pointed back at each replay) with
     the graph emulated. The diffusion and reward/end updates both train the encoder, each in its own graph:
     without pointing ``.grad`` back, one part's optimiser would step on the other's gradients."""
-    monkeypatch.setattr(jedi_core.cuda_graphs, "StaticUpdate", _EmulatedGraphUpdate)
+    monkeypatch.setattr(jedi_core.world_model, "StaticUpdate", _EmulatedGraphUpdate)
     monkeypatch.setattr(jedi_core.imagination, "StaticUpdate", _EmulatedGraphUpdate)
     updates = jedi_core.cuda_graphs.WARMUP_RUNS + 3  # warm-ups, the capture, then replays
     eager, _, eager_logs = _world_model_updates(smoke_setup, "smoke", (), graphs=False, updates=updates)
     graphed, optimizers, logs = _world_model_updates(smoke_setup, "smoke", (), graphs=True, updates=updates)
-    assert all(isinstance(update.graph, _EmulatedGraph) for update in graphed._static_updates.values())
+    assert all(isinstance(update.graph, _EmulatedGraph) for update in _graphs(graphed, StaticUpdate))
     assert logs == eager_logs
     for name, value in eager.state_dict().items():
         torch.testing.assert_close(graphed.state_dict()[name], value, rtol=0, atol=0, msg=name)
     eager_agent, eager_logs = _actor_critic_updates(smoke_setup, trained_like, "restart", False, updates)
     agent, logs = _actor_critic_updates(smoke_setup, trained_like, "restart", True, updates)
-    [update] = agent.world_model._static_updates.values()
+    [update] = _graphs(agent.world_model, StaticUpdate)
     assert isinstance(update.graph, _EmulatedGraph)
     assert logs == eager_logs
     _assert_same_actor_critics(eager_agent, agent)

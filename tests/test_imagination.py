@@ -168,7 +168,7 @@ def test_the_static_buffer_step_of_cuda_graphs_gives_the_eager_rollout(smoke_set
         torch.manual_seed(5)  # the graph path draws from the default generator, as a captured graph does
         rollouts[graphs] = imagine(agent.world_model, agent.actor_critic, frames, actions, horizon=4,
                                    restarts=restarts)
-    assert len(agent.world_model._static_steps) == 1  # made at the first rollout of this batch shape
+    assert len(agent.world_model._graphs) == 1  # the step, made at the first rollout of this batch shape
     for name in ("latents", "values", "rewards", "ends", "actions", "logits"):
         torch.testing.assert_close(getattr(rollouts[True], name), getattr(rollouts[False], name), msg=name)
     # Every step's latent is its own tensor, not the step buffer the next call overwrites.

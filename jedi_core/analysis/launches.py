@@ -62,7 +62,7 @@ def launch_counts(preset: str, overrides: tuple[str, ...] = (), batch: int = 2, 
     from jedi_core.analysis.bench import synthetic_replay
     from jedi_core.config import make_config
     from jedi_core.imagination import actor_critic_training_step, imagine
-    from jedi_core.replay import sample_contexts, sample_training_batch
+    from jedi_core.replay import TorchBatch, sample_contexts, sample_training_batch
     from jedi_core.runtime import seed_everything
     from jedi_core.world_model import UPDATE_SCHEDULES
 
@@ -115,7 +115,8 @@ def launch_counts(preset: str, overrides: tuple[str, ...] = (), batch: int = 2, 
                                              check_finite=False, part=part)
         logs = update()  # AdamW creates its state at the first step
         counts[f"world_model_update_{part}"] = count_launches(update).total
-        counts[f"world_model_update_{part}_cuda_graphs"] = graphed_update_launches(5, logs, optimizer)
+        counts[f"world_model_update_{part}_cuda_graphs"] = graphed_update_launches(
+            len(dataclasses.fields(TorchBatch)), logs, optimizer)
 
     ac_optimizer, ac_scheduler = agent.make_actor_critic_optimizer()
     ac_cfg = dataclasses.replace(cfg.actor_critic, batch_size=batch)
@@ -126,6 +127,7 @@ def launch_counts(preset: str, overrides: tuple[str, ...] = (), batch: int = 2, 
 
     logs = actor_critic_update()
     counts["actor_critic_update"] = count_launches(actor_critic_update).total
+    # Its graph's inputs are the contexts' frames and actions.
     counts["actor_critic_update_cuda_graphs"] = graphed_update_launches(2, logs, ac_optimizer)
     counts["horizon"] = cfg.actor_critic.horizon
     return counts
