@@ -125,7 +125,7 @@ if [[ -n $MISSING ]]; then
     MISSING=$(missing_modules)
   fi
   if [[ -n $MISSING ]]; then
-    # The other stages need none of these; run_probe (a real Atari run) fails without them.
+    # A stage that imports one of them fails with its import error, and the others still run.
     say "still missing: $MISSING (benchmarks/fetch_wheels.sh makes their wheels; cv2 needs --with-opencv)"
   fi
 fi
