@@ -21,12 +21,13 @@ import torch
 
 from jedi_core.agent import Agent
 from jedi_core.analysis.metrics import hns, load_reference, standard_error
-from jedi_core.config import Config, make_config
+from jedi_core.config import Config
 from jedi_core.configlib import from_dict, to_dict
 from jedi_core.envs import env_num_actions
+from jedi_core.presets import make_config
 from jedi_core.runtime import atomic_write_text, seed_everything
 from jedi_core.training.collect import evaluate
-from jedi_core.training.loop import FINAL_EVAL_SEED
+from jedi_core.training.loop import final_evaluation_seed
 from jedi_core.training.run_dir import CONFIG_FILE, FINAL_SCORES_FILE, read_metrics
 
 #: A run learns where (final mean - random) exceeds this many standard errors of the final mean.
@@ -58,7 +59,7 @@ def untrained_returns(cfg: Config, episodes: int) -> list[float]:
     evaluation's episodes: what training added is the difference."""
     seed_everything(cfg.seed)
     agent = Agent(cfg, env_num_actions(cfg.env))
-    return evaluate(agent, cfg, episodes, seed=FINAL_EVAL_SEED + cfg.seed)
+    return evaluate(agent, cfg, episodes, seed=final_evaluation_seed(cfg.seed))
 
 
 def summarise_run(run_dir: Path, untrained: dict[str, list[float]], untrained_episodes: int) -> dict:

@@ -1,6 +1,6 @@
 r"""How far the fast path moves the model's outputs from fp32 eager, at a preset's real size.
 
-For each variant (bf16 autocast; torch.compile in each mode; both), the relative error of the world-model
+For each variant (bf16 autocast; torch.compile in each mode; both), the relative error of the diffusion
 loss, the denoiser's output D, one imagined latent and the policy logits against fp32 eager, with the same
 weights and random draws (``jedi_core.analysis.precision.output_deviation``). The zero-initialised output
 layers (the denoiser's last conv, the actor head) get random weights first, as after training; otherwise
@@ -26,8 +26,8 @@ import torch
 from jedi_core.agent import Agent
 from jedi_core.analysis.bench import synthetic_replay
 from jedi_core.analysis.precision import fast_copy, output_deviation
-from jedi_core.config import make_config
-from jedi_core.replay import sample_contexts, sample_training_batch
+from jedi_core.presets import make_config
+from jedi_core.replay import sample_contexts, sample_diffusion_batch
 from jedi_core.runtime import atomic_write_text, resolve_device
 
 VARIANTS = {"bf16": ("bf16", "off"), "compile-default": ("fp32", "default"),
@@ -46,7 +46,7 @@ def check(preset: str, device: str, variants: list[str], batch_size: int = 32, n
     torch.nn.init.normal_(agent.actor_critic.actor.weight, std=0.05)
     replay = synthetic_replay(REPLAY_STEPS, num_actions)
     rng = np.random.default_rng(0)
-    batch = sample_training_batch(replay, cfg.world_model, rng).to_torch(resolved)
+    batch = sample_diffusion_batch(replay, cfg.world_model, rng).to_torch(resolved)
     contexts = sample_contexts(replay, batch_size, agent.world_model.context_length, rng,
                                cfg.replay.sample_weights, resolved)
     results = {}

@@ -2,12 +2,16 @@
 
     python benchmarks/profile_step.py PRESET DEVICE OUT.json      # e.g. atari100k cuda, or smoke cpu
 
+Both run as the preset's runs do: at its ``performance.precision``, and with ``performance.cuda_graphs``
+replayed from CUDA graphs. The imagination is ``horizon`` more steps of 32 rollouts that go on across calls,
+ended or truncated ones restarting from fresh real contexts (an actor-critic update's rollout, without
+gradient); the update is the trainer's (``jedi_core.training.updates``).
 Each is run twice to warm up, timed once (wall clock, device synchronised), then run once more under
 ``torch.profiler``: the JSON records the wall time, the number of aten calls and of CUDA kernels, the
 device's busy time (the sum of the kernels' own times) and the 20 ops with the most host time. When the
 wall time is several times the device's busy time, the step is bound by the host launching kernels.
 """
-import dataclasses
+import functools
 import json
 import sys
 import time
@@ -17,10 +21,12 @@ from torch.profiler import ProfilerActivity, profile
 
 from jedi_core.agent import Agent
 from jedi_core.analysis.bench import synthetic_replay
-from jedi_core.config import make_config
-from jedi_core.imagination import actor_critic_training_step, imagine
+from jedi_core.cuda_graphs import graphed_imagine_step
+from jedi_core.imagination import Imagination
+from jedi_core.presets import make_config
 from jedi_core.replay import sample_contexts
-from jedi_core.runtime import resolve_device, seed_everything
+from jedi_core.runtime import autocast, resolve_device, seed_everything
+from jedi_core.training.updates import make_updates
 
 BATCH = 32
 NUM_ACTIONS = 18
@@ -33,22 +39,31 @@ def main(preset: str, device_name: str, out_path: str) -> None:
     agent = Agent(cfg, NUM_ACTIONS).to(device)
     world_model, actor_critic = agent.world_model, agent.actor_critic
     replay = synthetic_replay(2000, NUM_ACTIONS)
-    optimizer, scheduler = agent.make_actor_critic_optimizer()
+    ac_cfg = cfg.actor_critic
+    # The trainer's updates: the run's precision applied from outside, each in a CUDA graph with cuda_graphs.
+    updates = make_updates(agent, world_model.make_optimizers(), agent.make_actor_critic_optimizer(),
+                           cfg.performance)
+    precision = functools.partial(autocast, device, cfg.performance.precision,
+                                  cache_enabled=not cfg.performance.cuda_graphs)
 
     def contexts(count: int = BATCH):
         return sample_contexts(replay, count, world_model.context_length, rng, cfg.replay.sample_weights,
                                device)
 
-    def rollout():
-        frames, actions = contexts()
-        world_model.eval()
+    rollouts = Imagination(BATCH, ac_cfg.horizon, ac_cfg.temperature)
+    world_model_step = None
+    if cfg.performance.cuda_graphs:
         with torch.no_grad():
-            restarts = contexts() if cfg.actor_critic.after_end == "restart" else None
-            imagine(world_model, actor_critic, frames, actions, cfg.actor_critic.horizon, restarts=restarts)
+            world_model_step = graphed_imagine_step(world_model, world_model.burn_in(*contexts()), precision)
+
+    def rollout():
+        frames, actions = contexts(2 * BATCH)  # BATCH to start from, as many again to restart from
+        world_model.eval()
+        with torch.no_grad(), precision():
+            rollouts(world_model, actor_critic, frames, actions, world_model_step=world_model_step)
 
     def actor_critic_update():
-        actor_critic_training_step(world_model, actor_critic, contexts, dataclasses.replace(
-            cfg.actor_critic, batch_size=BATCH), optimizer, scheduler, check_finite=False)
+        updates.actor_critic(*contexts(2 * BATCH), check_finite=False)
 
     def synchronize():
         if device.type == "cuda":

@@ -23,7 +23,7 @@ from diagnose_run import held_out_play
 
 from jedi_core.analysis.diagnostics import one_step_reward_recall
 from jedi_core.optim import make_adamw
-from jedi_core.replay import ReplayBuffer, sample_training_batch
+from jedi_core.replay import ReplayBuffer, sample_reward_end_batch
 from jedi_core.runtime import atomic_write_text
 from jedi_core.training.checkpoint import load_run
 from jedi_core.world_model import WorldModel
@@ -51,8 +51,8 @@ def train_reward_end(world_model: WorldModel, replay: ReplayBuffer, next_input: 
     torch.manual_seed(2)
     model.train()
     for _ in range(updates):
-        batch = sample_training_batch(replay, cfg.world_model, rng, cfg.replay.sample_weights, "reward_end")
-        loss, _ = model(batch.to_torch("cpu"), part="reward_end")
+        batch = sample_reward_end_batch(replay, cfg.world_model, rng, cfg.replay.sample_weights)
+        loss, _ = model.reward_end_loss(batch.to_torch("cpu"))
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

@@ -20,8 +20,8 @@ import torch
 
 import jedi_core
 from jedi_core.analysis.viz import plot_learning_curve
-from jedi_core.config import make_config
 from jedi_core.envs.toy import CatchEnv, random_policy_return
+from jedi_core.presets import make_config
 from jedi_core.runtime import atomic_write_text
 from jedi_core.training.loop import Trainer
 from jedi_core.training.run_dir import read_metrics

@@ -12,6 +12,8 @@ the end flag on every held-out transition. Writes JSON and a PNG to ``--out``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import functools
 import json
 import platform
 import time
@@ -21,12 +23,12 @@ import numpy as np
 import torch
 
 from jedi_core.analysis.diagnostics import prediction_errors, reward_end_recall
-from jedi_core.config import make_config
 from jedi_core.envs import env_num_actions
-from jedi_core.replay import sample_training_batch
-from jedi_core.runtime import atomic_write_text, resolve_device, seed_everything, to_floats
+from jedi_core.presets import make_config
+from jedi_core.replay import sample_diffusion_batch, sample_reward_end_batch
+from jedi_core.runtime import atomic_write_text, autocast, resolve_device, seed_everything, to_floats
 from jedi_core.training.collect import collect_random_steps
-from jedi_core.world_model import UPDATE_SCHEDULES, build_world_model
+from jedi_core.world_model import build_world_model
 
 #: The held-out set is a third the size of the training set, but never under this many transitions.
 MIN_HELD_OUT_STEPS = 1000
@@ -58,20 +60,25 @@ def main() -> None:
                                     seed=cfg.seed + HELD_OUT_SEED_OFFSET)
     model = build_world_model(cfg, env_num_actions(cfg.env)).to(device)
     wm = cfg.world_model
-    # With separate updates (world_model.updates), each update is a diffusion update then a reward/end
-    # update, each with its own optimiser: the trainer runs them in blocks of an epoch's updates instead.
-    parts = UPDATE_SCHEDULES[wm.updates]
-    optimizers = {part: model.make_optimizer(part) for part in parts}
+    # Each update is a diffusion update then a reward/end update (Algorithm 1's two updates, one AdamW per
+    # module, the encoder's stepped by both), at the run's precision: the trainer runs them in blocks of an
+    # epoch's updates instead.
+    optimizers = model.make_optimizers()
+    precision = functools.partial(autocast, device, cfg.performance.precision)
+    steps = [(sample_diffusion_batch, model.diffusion_update(optimizers)),
+             (sample_reward_end_batch, model.reward_end_update(optimizers))]
+    steps = [(sample, dataclasses.replace(update, context=precision)) for sample, update in steps]
     history = []
     started = time.perf_counter()
     for update in range(1, args.updates + 1):
         logs = {}
-        for part in parts:
-            batch = sample_training_batch(train, wm, rng, cfg.replay.sample_weights, part).to_torch(device)
-            logs.update(to_floats(model.training_step(batch, *optimizers[part], part=part)))
+        for sample, step in steps:
+            batch = sample(train, wm, rng, cfg.replay.sample_weights).to_torch(device)
+            logs.update(to_floats(step(batch)))
         if update % args.eval_every == 0 or update == args.updates:
-            errors = prediction_errors(model, held_out, args.horizon, args.rollouts, np.random.default_rng(1),
-                                       device)
+            with precision():  # rollouts at the run's precision, as imagination runs them
+                errors = prediction_errors(model, held_out, args.horizon, args.rollouts,
+                                           np.random.default_rng(1), device)
             recall = reward_end_recall(model, held_out, wm.segment_steps, device=device)
             record = {"update": update, "seconds": time.perf_counter() - started, **logs,
                       "model_error": errors["model"].tolist(),
@@ -89,7 +96,7 @@ def main() -> None:
     name = f"world_model_prediction_{args.game}_{args.preset}" + (f"_{args.tag}" if args.tag else "")
     result = {"game": args.game, "preset": args.preset, "overrides": args.overrides,
               "train_steps": args.steps, "held_out_counts": history[-1]["reward_end_recall"]["counts"],
-              "updates": args.updates, "world_model_updates": wm.updates, "device": str(device),
+              "updates": args.updates, "device": str(device),
               "cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
               "torch": torch.__version__, "parameters": model.parameter_counts(), "history": history}
     atomic_write_text(out / f"{name}.json", json.dumps(result, indent=1))

@@ -14,8 +14,9 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from jedi_core import config as config_lib
+from jedi_core.config import Config
 from jedi_core.configlib import describe
+from jedi_core.presets import PRESETS, make_config
 
 EPILOG = """examples:
   python -m jedi_core train --game Breakout --preset atari100k --seed 0   # a full run on a GPU
@@ -50,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--game", default=None, help="an Atari100k game (see `python -m jedi_core games`)")
     train.add_argument("--env", choices=("atari", "toy"), default=None,
                        help="atari (default) or the toy game")
-    train.add_argument("--preset", default="atari100k", choices=list(config_lib.PRESETS),
+    train.add_argument("--preset", default="atari100k", choices=list(PRESETS),
                        help="default: atari100k (paper scale, for a GPU); smoke, toy and cpu run on a CPU "
                             "(cpu learns a real game in about an hour)")
     train.add_argument("--seed", type=int, default=None)
@@ -111,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--methods", default="jedi",
                        help="jedi, diamond or jedi,diamond (default: jedi); diamond trains the pixel preset "
                             "paired with --preset: atari100k -> diamond, smoke -> smoke_diamond")
-    sweep.add_argument("--preset", default="atari100k", choices=list(config_lib.PRESETS),
+    sweep.add_argument("--preset", default="atari100k", choices=list(PRESETS),
                        help="the JEDI preset (default: atari100k)")
     sweep.add_argument("--runs-dir", default=None,
                        help="parent of the run folders (default: runs); `report RUNS_DIR` reads it")
@@ -169,7 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("games", help="list the 26 Atari100k games, their action counts and subsets")
 
     show = commands.add_parser("config", help="print a preset's resolved config (with KEY=VALUE overrides)")
-    show.add_argument("--preset", default="atari100k", choices=list(config_lib.PRESETS))
+    show.add_argument("--preset", default="atari100k", choices=list(PRESETS))
     show.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="e.g. env.game=Pong seed=3")
     show.add_argument("--params", action="store_true",
                       help="also build the world model and count its parameters")
@@ -201,7 +202,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "games":
             _print_games()
         elif args.command == "config":
-            cfg = config_lib.make_config(args.preset, args.overrides)
+            cfg = make_config(args.preset, args.overrides)
             print("\n".join(describe(cfg)))
             if args.params:
                 _print_parameter_counts(cfg)
@@ -226,7 +227,7 @@ def _train(args: argparse.Namespace) -> None:
     overrides = [f"{key}={value}" for key, value in (("env.game", args.game), ("env.kind", args.env),
                                                       ("seed", args.seed), ("device", args.device))
                  if value is not None]
-    cfg = config_lib.make_config(args.preset, [*overrides, *args.overrides])
+    cfg = make_config(args.preset, [*overrides, *args.overrides])
     if args.game is not None and cfg.env.kind == "toy":
         print(f"warning: --game {args.game} is ignored: the toy game has no Atari game", file=sys.stderr)
     run_dir = args.run_dir or default_run_dir(cfg)
@@ -329,7 +330,7 @@ def _count_launches(args: argparse.Namespace) -> None:
     print(f"wrote {out}")
 
 
-def _print_parameter_counts(cfg: config_lib.Config) -> None:
+def _print_parameter_counts(cfg: Config) -> None:
     """``config --params``: build the preset's world model and print its parameter counts by part."""
     from jedi_core.envs import env_num_actions
     from jedi_core.world_model import build_world_model

@@ -38,7 +38,7 @@ class Agent(nn.Module):
         channels, size, _ = self.world_model.latent_shape
         ac_cfg = cfg.actor_critic
         self.actor_critic = ActorCritic(channels, size, num_actions, ac_cfg.channels, ac_cfg.downsample,
-                                        ac_cfg.lstm_dim, stem_silu=ac_cfg.stem_silu)
+                                        ac_cfg.lstm_dim)
 
     @property
     def device(self) -> torch.device:

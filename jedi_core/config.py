@@ -148,9 +148,6 @@ class RewardEndConfig:
     attention: tuple[int, ...] = option((0,))
     cond_channels: int = option(128, low=2, help="action embedding size")
     lstm_dim: int = option(512, low=1)
-    lstm_input: str = option("raw", choices=("raw", "normalized"),
-                             help="raw: the conv features go straight into the LSTM (DIAMOND); normalized: "
-                                  "a GroupNorm and a 1/sqrt(fan-in) input scale first (steadier at lr 1e-3)")
     next_input: str = option("real", choices=("real", "sampled"),
                              help="the x_t+1 the model trains on once a full context precedes it: real: "
                                   "the encoder's latent of the real next frame (DIAMOND); sampled: the "
@@ -167,23 +164,16 @@ class WorldModelConfig:
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     denoiser: DenoiserConfig = field(default_factory=DenoiserConfig)
     reward_end: RewardEndConfig = field(default_factory=RewardEndConfig)
-    segment_steps: int = option(19, low=1,
-                                help="transitions per training segment (reward/end sees all of them)")
+    segment_steps: int = option(18, low=1,
+                                help="transitions per reward/end training window (DIAMOND: 19 frames)")
     num_targets: int = option(2, low=1, help="frames predicted per segment; the last ones of the segment")
     switch_prob: float = option(0.5, low=0.0, high=1.0,
                                 help="random switching: chance the context is the model's own prediction")
-    switch_per: str = option("batch", choices=("batch", "sequence"),
-                             help="draw the switch once per batch (the paper's Algorithm 1) or per sequence")
     switch_grad: bool = option(True, help="the switched-in prediction keeps its gradient")
     stop_gradient: bool = option(True,
                                  help="no gradient through the target latent (off only to show collapse)")
     decoder_probe: bool = option(False, help="train a pixel decoder on detached latents, for pictures only")
     probe_channels: tuple[int, ...] = option((64, 32, 32), help="decoder probe channels, one per 2x upsample")
-    updates: str = option("separate", choices=("separate", "joint"),
-                          help="separate: diffusion updates (encoder + denoiser, windows of context_length + "
-                               "num_targets frames), then as many reward/end updates (encoder + reward/end, "
-                               "segment_steps windows), each with its own AdamW (the paper's Algorithm 1); "
-                               "joint: one AdamW step on the summed loss of segment_steps windows")
     batch_size: int = option(32, low=1)
     lr: float = option(1e-4, low=0.0)
     weight_decay: float = option(1e-2, low=0.0)
@@ -207,12 +197,8 @@ class ActorCriticConfig:
     channels: tuple[int, ...] = option((32, 64),
                                        help="conv stem channels per stage (JEDI: on 16x8x8 latents)")
     downsample: tuple[int, ...] = option((0, 1), help="1: 2x max-pool after that stage")
-    stem_silu: bool = option(False, help="a SiLU between the conv stem and the LSTM (not in DIAMOND)")
     lstm_dim: int = option(512, low=1)
     horizon: int = option(15, low=1, help="imagined steps per rollout")
-    after_end: str = option("restart", choices=("restart", "mask"),
-                            help="a rollout that ends: restart it in place from a fresh real context, every "
-                                 "step in the loss (DIAMOND); or mask the steps after its end")
     gamma: float = option(0.985, low=0.0, high=1.0)
     lambda_: float = option(0.95, low=0.0, high=1.0, help="lambda of the lambda-returns")
     entropy_weight: float = option(1e-3, low=0.0)
@@ -260,19 +246,20 @@ class TrainingConfig:
 class PerformanceConfig:
     """How fast the same model runs. Changes speed and rounding, never the model or the schedule.
 
-    All are off by default: each is kept on for a preset only once the bench shows it helps on a GPU
-    (``benchmarks/RESULTS.md``). A resumed run may change them.
+    All are off by default: each is kept on for a preset only once the bench shows it helps. A resumed run may
+    change them.
     """
 
     precision: str = option("fp32", choices=("fp32", "bf16"),
                             help="bf16: autocast the forward passes (weights and optimiser stay fp32)")
     compile: str = option("off", choices=("off", "default", "reduce-overhead", "max-autotune"),
                           help="torch.compile the denoiser, the reward/end conv tower, the actor-critic and "
-                               "JEDI's encoder with this mode (reduce-overhead adds CUDA graphs, and failed "
-                               "on an H100: see cuda_graphs); the first updates are slow while it compiles")
-    cuda_graphs: bool = option(False, help="replay each imagined world-model step and each update's loss and "
-                                           "backward pass from CUDA graphs (one launch instead of hundreds "
-                                           "or thousands; on a CPU the same buffers run eagerly)")
+                               "JEDI's encoder with this mode (reduce-overhead adds inductor's CUDA graphs; "
+                               "cuda_graphs is the project's own); the first updates are slow: it compiles")
+    cuda_graphs: bool = option(False, help="replay each update's loss, backward pass and clipping (an "
+                                           "actor-critic update's whole imagined rollout) from a CUDA graph "
+                                           "(one launch instead of thousands; on a CPU the same buffers run "
+                                           "eagerly)")
     tf32: bool = option(False, help="GPU matmuls and convolutions in TF32 (10-bit mantissa inputs, fp32 "
                                     "sums)")
     cudnn_benchmark: bool = option(False, help="let cuDNN time its convolution algorithms once per shape")
@@ -300,7 +287,8 @@ class Config:
     device: str = option("auto", help="auto, cpu, cuda, cuda:N or mps")
     env_steps: int = option(100_000, low=1,
                             help="agent steps of real experience (Atari100k: 100k = 400k frames)")
-    eval_episodes: int = option(100, low=1, help="episodes of the final evaluation")
+    eval_episodes: int = option(100, low=1, high=1_000,
+                                help="episodes of the final evaluation (run seeds' episodes never overlap)")
     env: EnvConfig = field(default_factory=EnvConfig)
     replay: ReplayConfig = field(default_factory=ReplayConfig)
     world_model: WorldModelConfig = field(default_factory=WorldModelConfig)
@@ -332,9 +320,3 @@ def _check_levels(section: str, channels: tuple[int, ...], depths: tuple[int, ..
         raise ConfigError(f"{section}: channels, depths and attention need one entry per level, got "
                           f"{channels!r}, {depths!r}, {attention!r}")
 
-
-# The presets and make_config live in jedi_core.presets (they build on the classes above); imported last,
-# so that ``from jedi_core.config import make_config`` works wherever it is written.
-from jedi_core.presets import PRESETS, make_config  # noqa: E402
-
-__all__ = ["PRESETS", "make_config"]

@@ -1,7 +1,7 @@
 """Imagined world-model steps and whole updates replayed from CUDA graphs (``performance.cuda_graphs``).
 
 Eager, the world model's imagined step is about 430 small kernels (``bench --ops``), each launched by the
-host for ~10 us: at batch 32 the GPU idles most of the step (``benchmarks/RESULTS.md``). A CUDA graph records
+host for ~10 us: at batch 32 the GPU idles most of the step. A CUDA graph records
 the kernels once and replays them with a single launch. The price: a graph reads its inputs from, and writes
 its outputs to, the same memory every replay. So :class:`StaticStep` copies each call's inputs into its
 input buffers, replays, and returns *copies* of the outputs (a rollout keeps every step's latent, and the
@@ -21,13 +21,16 @@ rate follows the schedule and the optimiser's state and checkpoints are those of
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Callable, Sequence
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from jedi_core.optim import ClipGroups, apply_gradients, backward_and_clip, raise_if_not_finite
+from jedi_core.imagination import WorldModelStep
+from jedi_core.optim import Update, apply_gradients, backward_and_clip, raise_if_not_finite
 from jedi_core.runtime import Logs
+from jedi_core.world_model import ImaginationState, WorldModel
 
 #: Warm-up runs before capture (on a side stream, as CUDA graphs require): lazy initialisations (cuDNN's
 #: algorithm choice, the allocator's first blocks) must not happen during capture.
@@ -84,34 +87,48 @@ LossAndLogs = tuple[Tensor, Logs]
 
 
 class StaticUpdate:
-    """The loss, gradients and clipping of one update captured in a CUDA graph on a GPU.
+    """An :class:`~jedi_core.optim.Update` whose loss, gradients and clipping a CUDA graph replays on a GPU.
 
-    ``loss_fn(*inputs) -> (loss, logs)``; each call computes them, then ``optim.backward_and_clip`` with
-    ``optimizer`` and ``clip_groups``, and :meth:`step` then runs the optimiser. The first
+    Called like the update (``inputs``, ``check_finite``), it returns the logs. The first
     :data:`WARMUP_RUNS` calls run eagerly on a side stream, and they are real updates, like every later one:
-    the next call captures the graph and replays it. The gradients then live in the graph's memory: after
-    each replay every parameter's ``.grad`` is pointed back at them, because another update that trains the
-    same weights (the encoder, in both parts of a world-model update) has its own. On a CPU there is no
-    graph: every call copies its inputs into the same buffers and runs eagerly.
+    the next call captures the graph and replays it. The optimisers step eagerly after each replay, so the
+    learning rate follows its schedule. The gradients live in the graph's memory: after each replay every
+    parameter's ``.grad`` is pointed back at them, because another update that trains the same weights (the
+    encoder, trained by both world-model losses) has its own. On a CPU there is no graph: every call copies
+    its inputs into the same buffers and runs eagerly.
     """
 
-    def __init__(self, loss_fn: Callable[..., LossAndLogs], optimizer: torch.optim.Optimizer,
-                 clip_groups: ClipGroups, context: Callable[[], object] = contextlib.nullcontext):
-        def fn(*inputs: Tensor) -> LossAndLogs:
-            loss, logs = loss_fn(*inputs)
-            return loss.detach(), backward_and_clip(loss, logs, optimizer, clip_groups)
+    def __init__(self, update: Update):
+        def fn(*tensors: Tensor) -> LossAndLogs:
+            loss, logs = update.loss_fn(*self._unflatten(tensors))
+            return loss.detach(), backward_and_clip(loss, logs, update.optimizers, update.clip_groups)
 
         self.fn = fn  # what the graph records
-        self.parameters = [parameter for group, _ in clip_groups.values() for parameter in group]
-        self.context = context
+        self.optimizers = update.optimizers
+        self.parameters = [parameter for group, _ in update.clip_groups.values() for parameter in group]
+        self.context = update.context
         self.calls = 0
         self.inputs: list[Tensor] = []
         self.graph: torch.cuda.CUDAGraph | None = None
         self.outputs: LossAndLogs | None = None
         self.grads: list[Tensor | None] = []
+        self.structure: list[type | None] = []  # per input: None for a tensor, else its type (a TorchBatch)
 
-    def __call__(self, *inputs: Tensor) -> LossAndLogs:
-        """Fresh gradients for ``inputs``; returns copies of the loss and logs."""
+    def __call__(self, *inputs: object, check_finite: bool = True) -> Logs:
+        """One whole update: the captured part, then the optimisers' steps and schedules, eagerly. With
+        ``check_finite`` a non-finite loss raises before any weight changes (``optim.optimizer_step``)."""
+        loss, logs = self.gradients(*inputs)
+        if check_finite:
+            raise_if_not_finite(loss, logs)
+        apply_gradients(self.optimizers)
+        return logs
+
+    def gradients(self, *inputs: object) -> LossAndLogs:
+        """Fresh gradients for ``inputs`` (tensors, or batches with a ``tensors()`` method, taken apart into
+        the graph's input buffers); returns copies of the loss and logs."""
+        self.structure = [None if isinstance(item, Tensor) else type(item) for item in inputs]
+        inputs = [tensor for item in inputs
+                  for tensor in ([item] if isinstance(item, Tensor) else item.tensors())]
         self.calls += 1
         graphed = self.graphed(inputs[0])
         if graphed and self.calls <= WARMUP_RUNS:
@@ -132,6 +149,18 @@ class StaticUpdate:
         loss, logs = self.outputs
         return loss.clone(), {name: value.clone() for name, value in logs.items()}
 
+    def _unflatten(self, tensors: Sequence[Tensor]) -> list[object]:
+        items, position = [], 0
+        for kind in self.structure:
+            if kind is None:
+                items.append(tensors[position])
+                position += 1
+            else:
+                size = len(dataclasses.fields(kind))
+                items.append(kind(*tensors[position: position + size]))
+                position += size
+        return items
+
     @staticmethod
     def graphed(example: Tensor) -> bool:
         """Whether calls with inputs like ``example`` are captured: on a GPU."""
@@ -146,37 +175,42 @@ class StaticUpdate:
             self.outputs = self.fn(*self.inputs)
         self.grads = [parameter.grad for parameter in self.parameters]
 
-    def step(self, inputs: Sequence[Tensor], optimizer: torch.optim.Optimizer,
-             scheduler: torch.optim.lr_scheduler.LRScheduler | None, check_finite: bool = True) -> Logs:
-        """One whole update: the captured part, then the optimiser's step and the schedule, eagerly. With
-        ``check_finite`` a non-finite loss raises before any weight changes (``optim.optimizer_step``)."""
-        loss, logs = self(*inputs)
-        if check_finite:
-            raise_if_not_finite(loss, logs)
-        apply_gradients(optimizer, scheduler)
-        return logs
-
 
 # ----------------------------------------------------------------------------------------------
-# The world model's imagined step (``WorldModel.step_function`` keeps it)
+# The world model's imagined step, for rollouts outside a graphed update (``imagination.imagine``)
 
 
-def static_imagine_step(world_model: nn.Module, state: object) -> StaticStep:
-    """``world_model.imagine_step`` from ``state`` (an ``ImaginationState``) as a :class:`StaticStep`: the
-    flat state and the action in, the next latent, reward, end flag and flat new state out."""
-    state_type = type(state)
+def graphed_imagine_step(world_model: WorldModel, state: ImaginationState,
+                         context: Callable[[], object] = contextlib.nullcontext) -> WorldModelStep:
+    """``world_model.imagine_step`` from states shaped like ``state`` as a :class:`StaticStep` (the flat state
+    and the action in, the next latent, reward, end flag and flat new state out), called as the step is."""
+    has_memory = state.reward_end_state is not None
+
+    def unflatten(tensors: Sequence[Tensor]) -> ImaginationState:
+        latents, actions, *memory = tensors
+        return ImaginationState(latents, actions, (memory[0], memory[1]) if has_memory else None)
+
+    def flatten(state: ImaginationState) -> list[Tensor]:
+        return [state.latents, state.actions, *(state.reward_end_state or ())]
 
     def flat_step(*tensors: Tensor) -> list[Tensor]:
         *flat_state, action = tensors
-        current = state_type.from_flat(flat_state)
-        next_latent, reward, end, new_state = world_model.imagine_step(current, action)
-        return [next_latent, reward, end, *new_state.flat()]
+        next_latent, reward, end, new_state = world_model.imagine_step(unflatten(flat_state), action)
+        return [next_latent, reward, end, *flatten(new_state)]
 
-    def context() -> contextlib.ExitStack:
+    def no_grad_context() -> contextlib.ExitStack:
         stack = contextlib.ExitStack()
         stack.enter_context(torch.no_grad())
-        stack.enter_context(world_model.autocast(cache_enabled=False))
+        stack.enter_context(context())
         return stack
 
     first_action = state.actions.new_zeros(state.actions.shape[0])
-    return StaticStep(flat_step, [*state.flat(), first_action], context)
+    static = StaticStep(flat_step, [*flatten(state), first_action], no_grad_context)
+
+    def step(state: ImaginationState, action: Tensor, generator: None = None
+             ) -> tuple[Tensor, Tensor, Tensor, ImaginationState]:
+        if generator is not None:
+            raise ValueError("a graphed step draws from the default generator; pass none")
+        next_latent, reward, end, *new_state = static(*flatten(state), action)
+        return next_latent, reward, end, unflatten(new_state)
+    return step

@@ -1,18 +1,22 @@
-"""Batched imagined rollouts for training the actor-critic inside the world model.
+"""Imagined rollouts, and the actor-critic's update on them (DIAMOND's ``WorldModelEnv`` and env loop).
 
-Each rollout starts from a real context of ``L`` frames sampled from the replay (recency-weighted, see
-``replay.sample_contexts``), as in DIAMOND. The world model encodes it and warms up its reward model on the
-context's transitions. The actor-critic's LSTM is warmed up on the first ``L - 1`` inputs and acts from
-the last one. Then, for ``horizon`` steps, the policy samples an action, and the world model samples the next
-latent (3 Euler steps), a reward and an end flag.
+A rollout starts from a real context of ``L`` frames sampled from the replay (recency-weighted, see
+``replay.sample_contexts``). The world model encodes it and warms up its reward model on the context's
+transitions; the actor-critic's LSTM is warmed up on the first ``L - 1`` inputs and acts from the last one.
+Then, step by step, the policy samples an action, and the world model samples the next latent (3 Euler
+steps), a reward and an end flag. The world model runs without gradient; the actor-critic keeps its gradient
+through time (BPTT over the update's steps).
 
-A rollout that ends restarts in place, as in DIAMOND: it goes on from a fresh real context (the world
-model and the actor's LSTM warmed up on it like the first one), and every one of the B x H steps counts in
-the loss; the lambda-returns stop at the end, so nothing after it leaks back. The fresh contexts are drawn
-with the first ones and warmed up in the same batch, so a restart is a few ``torch.where``s and the host never
-waits for the device (DIAMOND asks the device how many rollouts ended, at every step). Without them
-(``actor_critic.after_end=mask``), the steps after an end are masked out of the loss instead. The world model
-runs without gradient. The actor-critic keeps its gradient through time (BPTT over the horizon).
+Training (:class:`Imagination`) keeps ``batch_size`` rollouts going across updates, as DIAMOND does: each
+update imagines ``horizon`` more steps of each, carrying the world model's and the actor's memory over
+(detached). A rollout that ends, or reaches ``horizon`` steps since its start (a truncation, bootstrapped
+by the value), restarts in place from a fresh real context, its burn-in with gradient on; every step of
+every rollout is in the loss. The fresh contexts are drawn and warmed up in one batch at the start of the
+update, so a restart is a few ``torch.where``s and the host never waits for the device (DIAMOND asks the
+device how many rollouts ended, at every step).
+
+:func:`imagine` rolls the policy out once from given contexts, for looking at: no restart, a rollout goes on
+past its end (``Rollout.alive`` marks the steps before it).
 """
 
 from __future__ import annotations
@@ -25,16 +29,16 @@ import torch
 from torch import Tensor
 
 from jedi_core.config import ActorCriticConfig
-from jedi_core.cuda_graphs import StaticUpdate
 from jedi_core.nn.actor_critic import ActorCritic, lambda_returns, reinforce_loss
 from jedi_core.nn.blocks import LSTMState
-from jedi_core.nn.ops import masked_mean, sample_categorical
-from jedi_core.optim import optimizer_step
-from jedi_core.runtime import Logs
+from jedi_core.nn.ops import sample_categorical
+from jedi_core.optim import OptimizerAndSchedule, Update
 from jedi_core.world_model import ImaginationState, WorldModel
 
 #: ``contexts(n)``: n real contexts to imagine from, (n, L, 3, H, W) frames and the (n, L - 1) actions.
 ContextSampler = Callable[[int], tuple[Tensor, Tensor]]
+#: What a rollout calls at each step: ``WorldModel.imagine_step``, or a replay of it (``cuda_graphs``).
+WorldModelStep = Callable[..., tuple[Tensor, Tensor, Tensor, ImaginationState]]
 
 
 @dataclass
@@ -43,148 +47,192 @@ class Rollout:
 
     logits: Tensor  # (B, H, A): of the policy the actions were drawn from (the actor's logits / temperature)
     values: Tensor  # (B, H)
-    next_values: Tensor  # (B, H), detached: V of the state each step reached (unused where it ended)
+    next_values: Tensor  # (B, H), detached: V of the state each step reached, before any restart
     actions: Tensor  # (B, H)
     rewards: Tensor  # (B, H), in {-1, 0, 1}
     ends: Tensor  # (B, H), bool
-    alive: Tensor  # (B, H), bool: no end before this step (the steps of the rollout's first episode)
-    in_loss: Tensor  # (B, H), bool: the steps the loss averages over (all, where ended rollouts restarted)
-    latents: Tensor  # (B, H + 1, C, h, w): the starting latent and every imagined one, for viewing
+    truncations: Tensor  # (B, H), bool: the rollout reached its horizon there, and restarted
+    latents: Tensor  # (B, H + 1, C, h, w): the latent each step acted on, then the one the last step reached
+
+    @property
+    def alive(self) -> Tensor:
+        """(B, H) bool: no end before this step (the steps of each rollout's first episode)."""
+        ends = self.ends.int()
+        return torch.cumsum(ends, dim=1) - ends == 0
+
+
+@dataclass
+class _Fresh:
+    """Warmed-up real contexts to (re)start rollouts from: the world model's state, the actor's LSTM state
+    before it reads the last frame, and what it outputs on that frame (with gradient)."""
+
+    state: ImaginationState
+    hidden: LSTMState
+    output: tuple[Tensor, Tensor, LSTMState]
+
+
+def _warm_up(world_model: WorldModel, actor_critic: ActorCritic, frames: Tensor, actions: Tensor) -> _Fresh:
+    """Encode the contexts and warm up the reward/end model on their transitions (no gradient), and the
+    actor's LSTM on their frames before the last one, with gradient (DIAMOND's burn-in); then the actor's
+    output on the last frame."""
+    state = world_model.burn_in(frames, actions)
+    hidden = actor_critic.initial_state(frames.shape[0], frames.device)
+    for step in range(state.latents.shape[1] - 1):
+        hidden = actor_critic(state.latents[:, step], hidden)[2]
+    return _Fresh(state, hidden, actor_critic(state.latents[:, -1], hidden))
+
+
+def _rollout(world_model: WorldModel, actor_critic: ActorCritic, state: ImaginationState,
+             output: tuple[Tensor, Tensor, LSTMState], steps: int, temperature: float,
+             generator: torch.Generator | None, world_model_step: WorldModelStep,
+             fresh: _Fresh | None = None, age: Tensor | None = None, horizon: int = 0
+             ) -> tuple[Rollout, ImaginationState, LSTMState, Tensor | None]:
+    """``steps`` steps of the policy in the world model from ``state``, whose current latent the actor has
+    read into ``output`` (logits, value, LSTM state). With ``fresh``, a rollout that ends or reaches
+    ``horizon`` steps of ``age`` restarts from the next fresh context (the k-th to restart takes context k,
+    cycling).
+
+    Returns the rollout, and what the next steps go on from: the world model's state, the actor's LSTM state
+    before it reads the current latent, and the rollouts' ages.
+    """
+    names = ("logits", "values", "next_values", "actions", "rewards", "ends", "truncations", "latents")
+    records: dict[str, list[Tensor]] = {name: [] for name in names}
+    restarted = torch.zeros((), dtype=torch.long, device=state.latents.device)
+    hidden = None
+    for _ in range(steps):
+        logits, value, hidden = output
+        if temperature != 1.0:  # a host float: at the default no extra kernel runs in this hot loop
+            # REINFORCE needs the log-probabilities of the policy that drew the actions: the tempered one.
+            logits = logits / temperature
+        action = sample_categorical(logits.detach().softmax(-1), generator)
+        records["latents"].append(state.latents[:, -1])
+        next_latent, reward, end, state = world_model_step(state, action, generator)
+        output = actor_critic(next_latent, hidden)  # where the rollout goes on, unless it restarts
+        next_value = output[1].detach()  # the bootstrap of a truncation: V of the state reached
+        truncated = torch.zeros_like(end)
+        if fresh is not None:
+            age = age + 1
+            truncated = (age >= horizon) & ~end
+            restart = end | truncated
+            slot = (restarted + torch.cumsum(restart.long(), 0) - 1) % fresh.state.latents.shape[0]
+            state = state.where(restart, fresh.state.rows(slot))
+            hidden = _pick(restart, fresh.hidden, hidden, slot)
+            output = _pick(restart, fresh.output, output, slot)
+            age = torch.where(restart, 0, age)
+            restarted = restarted + restart.sum()
+        for name, record in zip(names[:-1], (logits, value, next_value, action, reward, end, truncated),
+                                strict=True):  # "latents" is recorded before the step
+            records[name].append(record)
+    records["latents"].append(next_latent)  # the last latent reached, before any restart
+    rollout = Rollout(**{name: torch.stack(values, dim=1) for name, values in records.items()})
+    return rollout, state, hidden, age
+
+
+def _pick(replace: Tensor, fresh: tuple, mine: tuple, slot: Tensor) -> tuple:
+    """Row b of each (nested) tensor from ``fresh`` at row ``slot[b]`` where ``replace[b]``, else ``mine``."""
+    if isinstance(mine, Tensor):
+        return torch.where(replace.view(-1, *[1] * (mine.dim() - 1)), fresh[slot], mine)
+    return tuple(_pick(replace, theirs, ours, slot) for theirs, ours in zip(fresh, mine, strict=True))
 
 
 def imagine(world_model: WorldModel, actor_critic: ActorCritic, frames: Tensor, actions: Tensor, horizon: int,
             temperature: float = 1.0, generator: torch.Generator | None = None,
-            restarts: tuple[Tensor, Tensor] | None = None, captured: bool = False) -> Rollout:
-    """Roll the policy out for ``horizon`` steps inside the world model from the given real contexts.
+            world_model_step: WorldModelStep | None = None) -> Rollout:
+    """Roll the policy out for ``horizon`` steps inside the world model from the given real contexts (frames
+    (B, L, 3, H, W) and the (B, L - 1) actions between them), once, without restarts: for looking at.
 
-    ``restarts`` (fresh contexts: R frame windows and their actions, shaped like ``frames`` and ``actions``):
-    a rollout that ends goes on from the next of them, in order of the ends, cycling if more than R end.
-    Without them, the steps after an end are left out of ``Rollout.in_loss``.
-
-    The whole rollout, world model and policy, runs in one precision context: the world model's
-    (``performance.precision``). Every network returns fp32, so the rollout's tensors are fp32 either way.
-    ``captured``: the rollout is part of an update that a CUDA graph records whole, so its world-model steps
-    are not graphs of their own.
+    Runs at the caller's precision (wrap it in ``runtime.autocast`` for bf16); every network returns fp32.
     """
-    with world_model.autocast(cache_enabled=not captured):
-        return _imagine(world_model, actor_critic, frames, actions, horizon, temperature, generator, restarts,
-                        step_graphs=not captured)
+    start = _warm_up(world_model, actor_critic, frames, actions)
+    return _rollout(world_model, actor_critic, start.state, start.output, horizon, temperature, generator,
+                    world_model_step or world_model.imagine_step)[0]
 
 
-def _warm_up(world_model: WorldModel, actor_critic: ActorCritic, frames: Tensor, actions: Tensor
-             ) -> tuple[ImaginationState, LSTMState]:
-    """Encode the contexts, warm up the reward/end model on their transitions and the actor's LSTM on their
-    frames before the last one (DIAMOND's burn-in); the actor then acts from the last one."""
-    state = world_model.burn_in(frames, actions)
-    hidden = actor_critic.initial_state(frames.shape[0], frames.device)
-    with torch.no_grad():
-        for step in range(state.latents.shape[1] - 1):
-            _, _, hidden = actor_critic(state.latents[:, step], hidden)
-    return state, hidden
+class Imagination:
+    """``batch_size`` imagined rollouts that go on across actor-critic updates (see the module docstring).
+
+    Each call imagines ``horizon`` more steps of every rollout; the first call starts them from the first
+    ``batch_size`` of its fresh contexts. What carries over between calls lives in tensors that later calls
+    overwrite in place, so a CUDA graph of the whole update reads and writes the same memory each replay.
+    """
+
+    def __init__(self, batch_size: int, horizon: int, temperature: float = 1.0):
+        self.batch_size = batch_size
+        self.horizon = horizon
+        self.temperature = temperature
+        # The world model's latents, actions and reward/end LSTM state, the actor's LSTM state, the ages.
+        self.carried: list[Tensor] = []
+
+    def __call__(self, world_model: WorldModel, actor_critic: ActorCritic, frames: Tensor, actions: Tensor,
+                 generator: torch.Generator | None = None, world_model_step: WorldModelStep | None = None
+                 ) -> Rollout:
+        """``horizon`` more steps of every rollout; ``frames`` and ``actions``: the fresh contexts to restart
+        from (``2 * batch_size`` of them, as :func:`actor_critic_update` is called)."""
+        fresh = _warm_up(world_model, actor_critic, frames, actions)
+        batch = self.batch_size
+        if not self.carried:  # the first update: every rollout starts from a fresh context
+            first = slice(None, batch)
+            state, output = fresh.state.rows(first), _pick_rows(fresh.output, first)
+            age = torch.zeros(batch, dtype=torch.long, device=frames.device)
+            fresh = _Fresh(fresh.state.rows(slice(batch, None)), _pick_rows(fresh.hidden, slice(batch, None)),
+                           _pick_rows(fresh.output, slice(batch, None)))
+        else:
+            # Copies: autograd keeps its inputs, and this call overwrites the carried tensors at its end.
+            latents, past_actions, *memory, hidden_h, hidden_c, age = [t.clone() for t in self.carried]
+            state = ImaginationState(latents, past_actions, (memory[0], memory[1]) if memory else None)
+            output = actor_critic(latents[:, -1], (hidden_h, hidden_c))
+        rollout, state, hidden, age = _rollout(
+            world_model, actor_critic, state, output, self.horizon, self.temperature, generator,
+            world_model_step or world_model.imagine_step, fresh, age, self.horizon)
+        self._carry([state.latents, state.actions, *(state.reward_end_state or ()), *hidden, age])
+        return rollout
+
+    def _carry(self, tensors: list[Tensor]) -> None:
+        tensors = [tensor.detach() for tensor in tensors]
+        if not self.carried:
+            self.carried = [tensor.clone() for tensor in tensors]
+        else:
+            for carried, tensor in zip(self.carried, tensors, strict=True):
+                carried.copy_(tensor)
+
+    def reset(self) -> None:
+        """Forget the rollouts: the next call starts new ones (a resumed run does)."""
+        self.carried = []
 
 
-def _imagine(world_model: WorldModel, actor_critic: ActorCritic, frames: Tensor, actions: Tensor,
-             horizon: int, temperature: float, generator: torch.Generator | None,
-             restarts: tuple[Tensor, Tensor] | None, step_graphs: bool) -> Rollout:
-    batch = frames.shape[0]
-    if restarts is None:
-        state, hidden = _warm_up(world_model, actor_critic, frames, actions)
-    else:  # one warm-up for the first contexts and the fresh ones
-        both, both_hidden = _warm_up(world_model, actor_critic, torch.cat([frames, restarts[0]]),
-                                     torch.cat([actions, restarts[1]]))
-        state, fresh = both.rows(slice(None, batch)), both.rows(slice(batch, None))
-        hidden = (both_hidden[0][:batch], both_hidden[1][:batch])
-        fresh_hidden = (both_hidden[0][batch:], both_hidden[1][batch:])
-        restarted_so_far = torch.zeros((), dtype=torch.long, device=frames.device)
-    current = state.latents[:, -1]
-    world_model_step = world_model.imagine_step
-    if step_graphs:
-        world_model_step = world_model.step_function(state, generator)
-    logits = []
-    values = []
-    taken = []
-    rewards = []
-    ends = []
-    latents = [current]
-    for _ in range(horizon):
-        step_logits, value, hidden = actor_critic(current, hidden)
-        if temperature != 1.0:  # a host float: at the default no extra kernel runs in this hot loop
-            # REINFORCE needs the log-probabilities of the policy that drew the actions: the tempered one.
-            step_logits = step_logits / temperature
-        action = sample_categorical(step_logits.detach().softmax(-1), generator)
-        current, reward, end, state = world_model_step(state, action, generator)
-        logits.append(step_logits)
-        values.append(value)
-        taken.append(action)
-        rewards.append(reward)
-        ends.append(end)
-        latents.append(current)
-        if restarts is not None:
-            # The k-th rollout to end (counting from the first step) takes fresh context k, cycling.
-            slot = (restarted_so_far + torch.cumsum(end.long(), 0) - 1) % len(restarts[0])
-            state = state.where(end, fresh.rows(slot))
-            hidden = tuple(torch.where(end[:, None], warm[slot], mine)
-                           for mine, warm in zip(hidden, fresh_hidden, strict=True))
-            current = state.latents[:, -1]
-            restarted_so_far = restarted_so_far + end.sum()
-    with torch.no_grad():
-        final_value = actor_critic(current, hidden)[1]
-    values_t = torch.stack(values, dim=1)
-    ends_t = torch.stack(ends, dim=1)
-    ended_before = torch.cumsum(ends_t.int(), dim=1) - ends_t.int()
-    alive = ended_before == 0
-    return Rollout(logits=torch.stack(logits, dim=1), values=values_t,
-                   next_values=torch.cat([values_t[:, 1:].detach(), final_value[:, None]], dim=1),
-                   actions=torch.stack(taken, dim=1), rewards=torch.stack(rewards, dim=1), ends=ends_t,
-                   alive=alive, in_loss=alive if restarts is None else torch.ones_like(alive),
-                   latents=torch.stack(latents, dim=1))
+def _pick_rows(nested: tuple, index: slice) -> tuple:
+    if isinstance(nested, Tensor):
+        return nested[index]
+    return tuple(_pick_rows(item, index) for item in nested)
 
 
 def actor_critic_loss(rollout: Rollout, cfg: ActorCriticConfig) -> tuple[Tensor, dict[str, Tensor]]:
-    """Lambda-returns on the imagined rewards (cut at each end), then REINFORCE with baseline over the steps
-    in the loss (``Rollout.in_loss``)."""
-    no_truncation = torch.zeros_like(rollout.ends)
-    returns = lambda_returns(rollout.rewards, rollout.next_values, rollout.ends, no_truncation, cfg.gamma,
-                             cfg.lambda_)
-    in_loss = rollout.in_loss
+    """Lambda-returns on the imagined rewards (cut at each end, bootstrapped at each truncation), then
+    REINFORCE with baseline over every step."""
+    returns = lambda_returns(rollout.rewards, rollout.next_values, rollout.ends, rollout.truncations,
+                             cfg.gamma, cfg.lambda_)
     loss, logs = reinforce_loss(rollout.logits, rollout.values, rollout.actions, returns, cfg.entropy_weight,
-                                cfg.value_weight, mask=in_loss)
-    logs.update(imagined_reward=(rollout.rewards * in_loss).sum() / rollout.rewards.shape[0],
-                imagined_end_rate=masked_mean(rollout.ends.float(), in_loss))
+                                cfg.value_weight)
+    logs.update(imagined_reward=rollout.rewards.sum() / rollout.rewards.shape[0],
+                imagined_end_rate=rollout.ends.float().mean())
     return loss, logs
 
 
-def actor_critic_training_step(world_model: WorldModel, actor_critic: ActorCritic, contexts: ContextSampler,
-                               cfg: ActorCriticConfig, optimizer: torch.optim.Optimizer,
-                               scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
-                               check_finite: bool = True) -> Logs:
-    """One actor-critic update: imagine from real contexts, lambda-returns, REINFORCE, then
-    :func:`~jedi_core.optim.optimizer_step` (``check_finite`` as in :meth:`WorldModel.training_step`).
-
-    ``contexts(n)`` draws n real contexts (``replay.sample_contexts``): ``actor_critic.batch_size`` to start
-    from, and as many again to restart ended rollouts from (``actor_critic.after_end=restart``), in one draw.
-    Returns the logs as 0-dim device tensors (``runtime.to_floats`` reads them).
-    """
+def imagined_loss(imagination: Imagination, world_model: WorldModel, actor_critic: ActorCritic,
+                  cfg: ActorCriticConfig, frames: Tensor, actions: Tensor
+                  ) -> tuple[Tensor, dict[str, Tensor]]:
+    """The actor-critic's loss on ``horizon`` more imagined steps of every rollout, ``frames`` and ``actions``
+    being the fresh contexts to restart from."""
     world_model.eval()
     actor_critic.train()
-    batch = cfg.batch_size
-    frames, actions = contexts(2 * batch if cfg.after_end == "restart" else batch)
+    return actor_critic_loss(imagination(world_model, actor_critic, frames, actions), cfg)
+
+
+def actor_critic_update(imagination: Imagination, world_model: WorldModel, actor_critic: ActorCritic,
+                        cfg: ActorCriticConfig, optimizer: OptimizerAndSchedule) -> Update:
+    """Algorithm 1's actor-critic update: called with fresh contexts to restart from (``2 * batch_size``,
+    from ``replay.sample_contexts``), it imagines ``horizon`` more steps of every rollout and steps the
+    actor-critic."""
     clip_groups = {"grad_norm_actor_critic": (list(actor_critic.parameters()), cfg.grad_clip)}
-    if world_model.cuda_graphs:  # the whole update, its imagined rollout included, replayed from a CUDA graph
-        loss_fn = functools.partial(imagined_loss, world_model, actor_critic, cfg=cfg, captured=True)
-        update = world_model.captured(("actor_critic", id(actor_critic), id(optimizer)), frames,
-                                      lambda: StaticUpdate(loss_fn, optimizer, clip_groups))
-        return update.step([frames, actions], optimizer, scheduler, check_finite)
-    loss, logs = imagined_loss(world_model, actor_critic, frames, actions, cfg)
-    return optimizer_step(loss, logs, optimizer, scheduler, clip_groups, check_finite)
-
-
-def imagined_loss(world_model: WorldModel, actor_critic: ActorCritic, frames: Tensor, actions: Tensor,
-                  cfg: ActorCriticConfig, captured: bool = False) -> tuple[Tensor, dict[str, Tensor]]:
-    """The actor-critic's loss on a rollout imagined from ``frames`` and ``actions``: ``cfg.batch_size``
-    contexts to start from, and with ``after_end=restart`` as many again to restart from."""
-    batch = cfg.batch_size
-    restarts = (frames[batch:], actions[batch:]) if cfg.after_end == "restart" else None
-    rollout = imagine(world_model, actor_critic, frames[:batch], actions[:batch], cfg.horizon,
-                      cfg.temperature, restarts=restarts, captured=captured)
-    return actor_critic_loss(rollout, cfg)
+    return Update(functools.partial(imagined_loss, imagination, world_model, actor_critic, cfg), [optimizer],
+                  clip_groups)

@@ -2,13 +2,16 @@
 
 AdamW with weight decay on the weights of Linear, Conv and LSTM layers only (biases, norms and embeddings
 are not decayed, as in minGPT and DIAMOND), one parameter group per component so each can have its own
-learning rate, a linear warm-up, and :func:`optimizer_step`: the one update every trained component
-goes through (backward, per-group gradient clipping, step, schedule).
+learning rate, a linear warm-up, and :class:`Update`: the one update every trained component goes through
+(its loss, backward, per-group gradient clipping, each optimiser's step and schedule).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import contextlib
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
@@ -17,6 +20,8 @@ from jedi_core.runtime import Logs, to_floats
 
 #: ``{log name: (parameters, max norm)}``: each group's gradient norm is clipped and logged under its name.
 ClipGroups = Mapping[str, tuple[Iterable[nn.Parameter], float]]
+#: An optimiser and its learning-rate schedule (``None``: a constant rate).
+OptimizerAndSchedule = tuple[torch.optim.Optimizer, "torch.optim.lr_scheduler.LRScheduler | None"]
 
 _DECAYED = (nn.Linear, nn.Conv2d, nn.LSTM, nn.LSTMCell)
 
@@ -56,10 +61,29 @@ def linear_warmup(optimizer: torch.optim.Optimizer, steps: int) -> torch.optim.l
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0 if step >= steps else step / steps)
 
 
-def optimizer_step(loss: Tensor, logs: Logs, optimizer: torch.optim.Optimizer,
-                   scheduler: torch.optim.lr_scheduler.LRScheduler | None, clip_groups: ClipGroups,
-                   check_finite: bool = True) -> Logs:
-    """One update of one component: backward, clip each group's gradient norm, step, advance the schedule.
+@dataclass
+class Update:
+    """One update of the modules a loss trains (DIAMOND's ``train_component``).
+
+    ``loss_fn(*inputs) -> (loss, logs)`` runs inside ``context()`` (e.g. bf16 autocast, chosen by the
+    caller), then :func:`optimizer_step` with ``optimizers`` and ``clip_groups``. Calling it returns the logs
+    as 0-dim device tensors (``runtime.to_floats`` reads them).
+    """
+
+    loss_fn: Callable[..., tuple[Tensor, Logs]]
+    optimizers: Sequence[OptimizerAndSchedule]
+    clip_groups: ClipGroups
+    context: Callable[[], AbstractContextManager] = contextlib.nullcontext
+
+    def __call__(self, *inputs: Tensor, check_finite: bool = True) -> Logs:
+        with self.context():
+            loss, logs = self.loss_fn(*inputs)
+        return optimizer_step(loss, logs, self.optimizers, self.clip_groups, check_finite)
+
+
+def optimizer_step(loss: Tensor, logs: Logs, optimizers: Sequence[OptimizerAndSchedule],
+                   clip_groups: ClipGroups, check_finite: bool = True) -> Logs:
+    """Backward, clip each group's gradient norm, step each optimiser and advance its schedule.
 
     Returns ``logs`` with each group's norm before clipping added (0-dim device tensors). With
     ``check_finite`` a non-finite loss raises before any weight changes; it reads the loss on the host, so
@@ -67,32 +91,30 @@ def optimizer_step(loss: Tensor, logs: Logs, optimizer: torch.optim.Optimizer,
     """
     if check_finite:
         raise_if_not_finite(loss, logs)
-    logs = backward_and_clip(loss, logs, optimizer, clip_groups)
-    apply_gradients(optimizer, scheduler)
+    logs = backward_and_clip(loss, logs, optimizers, clip_groups)
+    apply_gradients(optimizers)
     return logs
 
 
-def backward_and_clip(loss: Tensor, logs: Logs, optimizer: torch.optim.Optimizer, clip_groups: ClipGroups
-                      ) -> Logs:
+def backward_and_clip(loss: Tensor, logs: Logs, optimizers: Sequence[OptimizerAndSchedule],
+                      clip_groups: ClipGroups) -> Logs:
     """The first half of :func:`optimizer_step`: fresh gradients of ``loss``, each group's norm clipped and
-    logged. All device work, no host decision: ``performance.cuda_graphs`` records it in a CUDA graph."""
-    optimizer.zero_grad(set_to_none=True)
+    logged. Device work only, no host decision, so a CUDA graph can record it (``jedi_core.cuda_graphs``)."""
+    for optimizer, _ in optimizers:
+        optimizer.zero_grad(set_to_none=True)
     loss.backward()
     for name, (parameters, max_norm) in clip_groups.items():
         logs[name] = nn.utils.clip_grad_norm_(parameters, max_norm)
     return logs
 
 
-def apply_gradients(optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LRScheduler | None
-                    ) -> None:
-    """The second half of :func:`optimizer_step`: the weights move, the schedule advances.
-
-    Outside any CUDA graph, so the learning rate is the scheduler's at every update (a graph would replay
-    the rate it was captured with) and the optimiser's state is its own, in checkpoints as ever.
-    """
-    optimizer.step()
-    if scheduler is not None:
-        scheduler.step()
+def apply_gradients(optimizers: Sequence[OptimizerAndSchedule]) -> None:
+    """The second half of :func:`optimizer_step`: the weights move, each schedule advances (never inside a
+    CUDA graph, which would replay the learning rate it was captured with)."""
+    for optimizer, scheduler in optimizers:
+        optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
 
 
 def raise_if_not_finite(loss: Tensor, logs: Logs) -> None:

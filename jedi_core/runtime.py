@@ -163,12 +163,12 @@ def autocast(device: torch.device | str, precision: str, cache_enabled: bool = T
                           cache_enabled=cache_enabled)
 
 
-#: What an H100 (torch 2.11) showed of ``compile=reduce-overhead``; the project's own graph path is the other.
+#: Why ``compile=reduce-overhead`` is not this project's graph path.
 REDUCE_OVERHEAD_WARNING = (
-    "performance.compile=reduce-overhead failed on an H100 with torch 2.11: inductor's CUDA graph trees "
-    "overwrote the actor-critic's LSTM state between calls ('accessing tensor output of CUDAGraphs that has "
-    "been overwritten'; benchmarks/RESULTS.md). performance.cuda_graphs=true replays imagined steps and "
-    "whole updates from CUDA graphs of the project's own; compile=default compiles without graphs.")
+    "performance.compile=reduce-overhead: inductor's CUDA graph trees may overwrite the actor-critic's LSTM "
+    "state between calls ('accessing tensor output of CUDAGraphs that has been overwritten'). "
+    "performance.cuda_graphs=true replays whole updates from CUDA graphs of the project's own; "
+    "compile=default compiles without graphs.")
 
 
 def compile_modules(modules: Mapping[str, nn.Module], mode: str, backend: str = "inductor") -> list[str]:

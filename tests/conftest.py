@@ -17,7 +17,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from jedi_core.agent import Agent
 from jedi_core.analysis.bench import synthetic_replay
-from jedi_core.config import Config, make_config
+from jedi_core.config import Config
+from jedi_core.presets import make_config
 from jedi_core.replay import TorchBatch
 
 #: Actions of the synthetic batches and replays (Breakout's minimal action set).

@@ -9,8 +9,8 @@ import json
 
 import numpy as np
 
-from jedi_core.config import make_config
 from jedi_core.envs.toy import CatchEnv, random_policy_return
+from jedi_core.presets import make_config
 from jedi_core.training.collect import evaluate
 from jedi_core.training.loop import Trainer
 from jedi_core.training.run_dir import METRICS_FILE

@@ -35,7 +35,7 @@ def test_bench_measures_both_presets_and_their_ratios(tmp_path, capsys):
 
 def test_projected_hours_follow_the_schedule():
     from jedi_core.analysis.bench import projected_update_hours
-    from jedi_core.config import make_config
+    from jedi_core.presets import make_config
 
     cfg = make_config("atari100k")
     train = cfg.training
@@ -52,8 +52,8 @@ def test_bench_rejects_bad_settings(capsys):
 
 
 def test_run_projection_of_a_complete_run_equals_its_logged_time(tmp_path, load_script):
-    from jedi_core.config import make_config
     from jedi_core.configlib import to_dict
+    from jedi_core.presets import make_config
 
     module = load_script("benchmarks/project_run_hours.py")
     cfg = make_config("toy", ["env_steps=1500"])  # 500 collected steps in epochs of 100: 5 epochs
@@ -67,12 +67,18 @@ def test_run_projection_of_a_complete_run_equals_its_logged_time(tmp_path, load_
 
 
 def test_bench_applies_overrides_to_both_presets_and_rejects_bad_ones(tmp_path, capsys):
+    """bf16 and the CUDA-graph path (on a CPU: the graphs' buffers run eagerly) applied from outside the
+    model: every measure of both presets runs through them."""
     out = tmp_path / "bench.json"
     assert main(["bench", "--pair", "smoke", "--device", "cpu", "--batch", "2", "--imagination-batches", "2",
                  "--horizon", "2", "--warmup", "0", "--repeats", "1", "--iterations", "1", "--threads", "1",
-                 "--set", "performance.precision=bf16", "--out", str(out)]) == 0
+                 "--set", "performance.precision=bf16", "performance.cuda_graphs=true",
+                 "--out", str(out)]) == 0
     report = json.loads(out.read_text())
     assert report["jedi"]["performance"]["precision"] == report["pixel"]["performance"]["precision"] == "bf16"
+    assert all(report[side]["performance"]["cuda_graphs"] is True for side in ("jedi", "pixel"))
+    for name in metric_names(report["settings"]):
+        assert report["jedi"][name] > 0 and report["pixel"][name] > 0
     assert report["jedi"]["batch_assembly_ms"] > 0 and "precision bf16" in capsys.readouterr().out
     assert main(["bench", "--pair", "smoke", "--set", "performance.precision=fp16"]) == 2
     assert "performance.precision: 'fp16' is not allowed" in capsys.readouterr().err

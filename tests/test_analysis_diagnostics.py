@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from jedi_core.analysis.diagnostics import one_step_reward_recall, reward_end_recall
-from jedi_core.config import make_config
+from jedi_core.presets import make_config
 from jedi_core.replay import ReplayBuffer
 from jedi_core.world_model import build_world_model
 

@@ -5,7 +5,7 @@ import matplotlib.pyplot as plt
 import pytest
 
 from jedi_core.analysis.gradient_flow import gradient_reach, plot_gradient_flow
-from jedi_core.replay import sample_contexts, sample_training_batch
+from jedi_core.replay import sample_contexts, sample_diffusion_batch, sample_reward_end_batch
 
 
 @pytest.mark.parametrize("preset, networks", [
@@ -15,8 +15,9 @@ from jedi_core.replay import sample_contexts, sample_training_batch
 def test_each_loss_reaches_exactly_the_networks_it_trains(preset, networks, smoke_setup, trained_like):
     cfg, agent, replay, rng = smoke_setup(preset)
     trained_like(agent)  # non-zero output layers: every path that exists carries a gradient
-    batches = {part: sample_training_batch(replay, cfg.world_model, rng, cfg.replay.sample_weights,
-                                           part).to_torch("cpu") for part in ("diffusion", "reward_end")}
+    batches = {part: sample(replay, cfg.world_model, rng, cfg.replay.sample_weights).to_torch("cpu")
+               for part, sample in (("diffusion", sample_diffusion_batch),
+                                    ("reward_end", sample_reward_end_batch))}
     contexts = sample_contexts(replay, 4, agent.world_model.context_length, rng, cfg.replay.sample_weights,
                                "cpu")
     reach = gradient_reach(agent, batches, contexts)

@@ -6,12 +6,13 @@ import pytest
 import torch
 
 from jedi_core.analysis.precision import fast_copy, output_deviation, relative_error
-from jedi_core.replay import sample_contexts, sample_training_batch
+from jedi_core.replay import sample_contexts, sample_diffusion_batch, sample_reward_end_batch
 from jedi_core.runtime import to_floats
+from jedi_core.training.updates import make_updates
 
 
 def _inputs(cfg, agent, replay, rng):
-    batch = sample_training_batch(replay, cfg.world_model, rng).to_torch()
+    batch = sample_diffusion_batch(replay, cfg.world_model, rng).to_torch()  # what output_deviation takes
     contexts = sample_contexts(replay, 8, agent.world_model.context_length, rng, cfg.replay.sample_weights,
                                "cpu")
     return batch, contexts
@@ -27,7 +28,6 @@ def test_fast_copy_builds_a_new_agent_with_the_same_weights_and_the_fast_setting
     _, agent, _, _ = smoke_setup()
     fast = fast_copy(agent, "bf16")
     assert fast is not agent
-    assert fast.world_model.precision == "bf16" and agent.world_model.precision == "fp32"
     assert fast.cfg.performance.precision == "bf16" and agent.cfg.performance.precision == "fp32"
     reference = agent.state_dict()
     assert list(fast.state_dict()) == list(reference)
@@ -45,21 +45,28 @@ def test_bf16_autocast_stays_within_tolerance_of_fp32(preset, smoke_setup, train
 
 
 def test_bf16_training_keeps_fp32_weights_and_follows_the_fp32_loss_curve(smoke_setup):
+    """The run's updates (``training.updates.make_updates``) at ``performance.precision``, on one batch each,
+    alternating as Algorithm 1's loops do at an epoch's end."""
+    losses = ("diffusion_loss", "reward_end_loss")
     curves = {}
     for precision in ("fp32", "bf16"):
         cfg, agent, replay, rng = smoke_setup(overrides=[f"performance.precision={precision}",
                                                          "world_model.warmup_steps=1"])
         world_model = agent.world_model
-        assert world_model.precision == precision
-        optimizer, scheduler = world_model.make_optimizer()
-        batch = sample_training_batch(replay, cfg.world_model, rng).to_torch()
+        updates = make_updates(agent, world_model.make_optimizers(), agent.make_actor_critic_optimizer(),
+                               cfg.performance)
+        batches = [sample(replay, cfg.world_model, rng).to_torch()
+                   for sample in (sample_diffusion_batch, sample_reward_end_batch)]
         torch.manual_seed(1)
-        curves[precision] = [to_floats(world_model.training_step(batch, optimizer, scheduler))["loss"]
-                             for _ in range(25)]
+        logs = [to_floats({**updates.diffusion(batches[0]), **updates.reward_end(batches[1])})
+                for _ in range(25)]
+        curves[precision] = {loss: [log[loss] for log in logs] for loss in losses}
         assert all(parameter.dtype == torch.float32 for parameter in world_model.parameters())
-    fp32, bf16 = (np.mean(curves[p][-8:]) for p in ("fp32", "bf16"))
-    assert bf16 < 0.9 * np.mean(curves["bf16"][:5])  # it learns
-    assert abs(bf16 - fp32) < 0.02 * fp32  # as fp32 does
+    for loss in losses:
+        assert curves["bf16"][loss] != curves["fp32"][loss], loss  # the updates did run in bf16
+        fp32, bf16 = (np.mean(curves[p][loss][-8:]) for p in ("fp32", "bf16"))
+        assert bf16 < 0.9 * np.mean(curves["bf16"][loss][:5]), loss  # it learns
+        assert abs(bf16 - fp32) < 0.02 * fp32, loss  # as fp32 does
 
 
 def test_compiled_agent_matches_eager_and_keeps_its_checkpoint_names(smoke_setup, trained_like):

@@ -10,8 +10,8 @@ import torch
 
 from jedi_core.agent import Agent, play_episode
 from jedi_core.analysis.video import fit_decoder_probe, imagine_episode, side_by_side, write_video
-from jedi_core.config import make_config
 from jedi_core.envs import env_num_actions, make_env
+from jedi_core.presets import make_config
 from jedi_core.replay import frames_to_float
 from jedi_core.training.collect import collect_random_steps
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from jedi_core.config import make_config
 from jedi_core.configlib import to_dict
+from jedi_core.presets import make_config
 
 SCRIPT = "benchmarks/atari_cpu_runs.py"
 

@@ -4,9 +4,10 @@ import dataclasses
 
 import pytest
 
-from jedi_core.config import PRESETS, ConfigError, EnvConfig, PerformanceConfig, make_config
+from jedi_core.config import ConfigError, EnvConfig, PerformanceConfig
 from jedi_core.configlib import ConfigError as EngineConfigError
 from jedi_core.configlib import validate
+from jedi_core.presets import PRESETS, make_config
 
 
 @pytest.mark.parametrize("preset", sorted(PRESETS))
@@ -23,6 +24,40 @@ def test_presets_change_numbers_not_structure():
     assert smoke.env_steps < full.env_steps
     assert pixel.method == "diamond" and full.method == "jedi"
     assert [f.name for f in dataclasses.fields(smoke)] == [f.name for f in dataclasses.fields(full)]
+
+
+#: The choices a preset may make apart from its method's paper-scale preset (``atari100k``, or ``diamond``
+#: for the pixel baseline): the game it plays (a real Atari game or the toy one), the decoder probe (pictures
+#: drawn from detached latents, no gradient into the method) and the one documented ablation
+#: (docs/fidelity.md).
+CHOICES_A_PRESET_MAY_CHANGE = {"env.kind", "world_model.decoder_probe", "world_model.reward_end.next_input"}
+
+
+def _choices(cfg, prefix=""):
+    """Every choice-valued field of a config tree, ``(dotted name, value)``: one with choices, or a bool."""
+    for field in dataclasses.fields(cfg):
+        value = getattr(cfg, field.name)
+        if dataclasses.is_dataclass(value):
+            yield from _choices(value, f"{prefix}{field.name}.")
+        elif field.metadata.get("choices") is not None or isinstance(value, bool):
+            yield f"{prefix}{field.name}", value
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_presets_change_numbers_never_code_paths(preset):
+    cfg = make_config(preset)
+    reference = dict(_choices(make_config("diamond" if cfg.method == "diamond" else "atari100k")))
+    chosen = dict(_choices(cfg))
+    assert chosen.keys() == reference.keys() and len(chosen) > 12
+    differing = {name for name, value in chosen.items() if value != reference[name]}
+    assert differing <= CHOICES_A_PRESET_MAY_CHANGE, differing - CHOICES_A_PRESET_MAY_CHANGE
+
+
+def test_the_allowed_differences_are_used_and_the_ablation_is_the_cpu_presets():
+    changed = {name for preset in PRESETS for name, value in _choices(make_config(preset))
+               if value != dict(_choices(make_config("atari100k"))).get(name, value)}
+    assert CHOICES_A_PRESET_MAY_CHANGE <= changed
+    assert {make_config(p).world_model.reward_end.next_input for p in ("cpu", "cpu_diamond")} == {"sampled"}
 
 
 def test_overrides_parse_values_by_field_type():

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from jedi_core.config import Config, PerformanceConfig, make_config
+from jedi_core.config import Config, PerformanceConfig
 from jedi_core.configlib import (
     ConfigError,
     apply_overrides,
@@ -20,6 +20,7 @@ from jedi_core.configlib import (
     to_dict,
     validate,
 )
+from jedi_core.presets import make_config
 
 
 @dataclass(frozen=True)

@@ -7,11 +7,10 @@ import json
 
 import pytest
 
-from jedi_core.config import make_config
+from jedi_core.presets import make_config
 from jedi_core.sweep import PIXEL_PRESETS
 from jedi_core.training.loop import Trainer
 from jedi_core.training.run_dir import FINAL_SCORES_FILE, METRICS_FILE
-from jedi_core.world_model import WorldModel
 
 #: The presets' schedule, shortened to a few updates; nothing else changes.
 SHORT_SCHEDULE = ["env_steps=400", "eval_episodes=2", "env.max_episode_frames=400",
@@ -42,19 +41,27 @@ def test_the_cpu_presets_are_the_budget_they_say_and_pair_jedi_with_its_pixel_ba
 @pytest.mark.parametrize("preset", ["cpu", "cpu_diamond"])
 def test_cpu_presets_train_on_a_real_game_resume_after_ctrl_c_and_finish(preset, tmp_path, monkeypatch):
     cfg = make_config(preset, ["env.game=Boxing", *SHORT_SCHEDULE])
-    original, calls = WorldModel.training_step, {"n": 0}
+    called = []
 
-    def interrupted_in_epoch_3(self, *args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 3 * 2 + 1 * 2 + 1:  # epoch 1: 3 updates of 2 parts; epoch 2: 1 of each; then stop
-            raise KeyboardInterrupt
-        return original(self, *args, **kwargs)
+    def interrupted_in_epoch_3(kind):
+        original = getattr(Trainer, f"train_{kind}")
 
-    monkeypatch.setattr(WorldModel, "training_step", interrupted_in_epoch_3)
+        def update(self):
+            called.append(kind)
+            if len(called) == 3 * 2 + 1 * 2 + 1:  # epoch 1: 3 diffusion and 3 reward/end updates; epoch 2: 1
+                raise KeyboardInterrupt           # of each; then stop at epoch 3's first
+            return original(self)
+        return update
+
+    for kind in ("diffusion", "reward_end"):
+        monkeypatch.setattr(Trainer, f"train_{kind}", interrupted_in_epoch_3(kind))
     with pytest.raises(KeyboardInterrupt):
         Trainer(cfg, tmp_path, quiet=True).run()
-    logged = [json.loads(line)["epoch"] for line in (tmp_path / METRICS_FILE).read_text().splitlines()]
-    assert logged == [1, 2]
+    # Each epoch runs its diffusion updates, then as many reward/end updates.
+    assert called == ["diffusion"] * 3 + ["reward_end"] * 3 + ["diffusion", "reward_end", "diffusion"]
+    records = [json.loads(line) for line in (tmp_path / METRICS_FILE).read_text().splitlines()]
+    assert [record["epoch"] for record in records] == [1, 2]
+    assert records[-1]["world_model_updates"] == records[-1]["reward_end_updates"] == 3 + 1
     monkeypatch.undo()
 
     resumed = Trainer(cfg, tmp_path, quiet=True)

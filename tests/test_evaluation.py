@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from jedi_core.agent import Agent, play_episode
-from jedi_core.config import make_config
 from jedi_core.configlib import ConfigError
 from jedi_core.envs import env_num_actions, make_env
+from jedi_core.presets import make_config
 from jedi_core.replay import frames_to_float
 from jedi_core.training import collect
 from jedi_core.training.collect import evaluate
@@ -157,3 +157,32 @@ def test_side_by_side_matches_one_by_one_on_a_real_atari_game(monkeypatch):
     assert returns == expected
     assert_same_episodes(log, reference, 3)
     assert all(len(episode["actions"]) == 50 for episode in log.values())
+
+
+def test_two_run_seeds_final_evaluations_share_no_reset_seed(tmp_path, monkeypatch):
+    """Each run seed plays its own 100 (up to 1,000) final episodes: seed-to-seed spread is not understated
+    by replaying the same games, and no final game replays a collected or periodically evaluated start."""
+    from jedi_core.presets import make_config
+    from jedi_core.training import loop
+    from jedi_core.training.collect import RESET_SEED_STRIDE
+
+    played = {}
+
+    def recording(agent, cfg, episodes, seed, max_steps=None, progress=False):
+        played[cfg.seed] = set(range(seed, seed + episodes))
+        return [0.0] * episodes
+
+    monkeypatch.setattr(loop, "evaluate", recording)
+    run_seeds = (0, 1, 2, 99)
+    for run_seed in run_seeds:
+        cfg = make_config("smoke", ["env.kind=toy", f"seed={run_seed}", "eval_episodes=1000"])
+        (tmp_path / str(run_seed)).mkdir()
+        loop.Trainer(cfg, tmp_path / str(run_seed), quiet=True).final_evaluation()
+    assert all(len(played[seed]) == 1000 for seed in run_seeds)
+    for first in run_seeds:
+        for second in run_seeds:
+            assert first == second or not played[first] & played[second], (first, second)
+        collected = range(first * RESET_SEED_STRIDE, first * RESET_SEED_STRIDE + 100_000)
+        assert not played[first] & set(collected)
+        periodic = range(loop.PERIODIC_EVAL_SEED, loop.PERIODIC_EVAL_SEED + 10_000)
+        assert not played[first] & set(periodic)

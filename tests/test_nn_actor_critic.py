@@ -97,25 +97,14 @@ def test_masked_reinforce_loss_equals_the_loss_on_the_boolean_indexed_steps():
     assert torch.allclose(logs["return_mean"], returns[alive].mean())
 
 
-@pytest.mark.parametrize("stem_silu", [False, True])
-def test_the_lstm_reads_the_stems_residual_stream_flattened_as_in_diamond(stem_silu):
+def test_the_lstm_reads_the_stems_residual_stream_flattened_as_in_diamond():
     torch.manual_seed(0)
-    model = ActorCritic(4, 8, num_actions=3, channels=(8, 16), downsample=(0, 1), lstm_dim=6,
-                        stem_silu=stem_silu)
+    model = ActorCritic(4, 8, num_actions=3, channels=(8, 16), downsample=(0, 1), lstm_dim=6)
     inputs = torch.randn(2, 4, 8, 8)
-    stem = model.stem[:-1] if not stem_silu else model.stem[:-2]  # the conv stem without what follows it
-    residual = stem(inputs).flatten(1)
-    expected = F.silu(residual) if stem_silu else residual  # DIAMOND: flatten(encoder(x)), nothing between
-    torch.testing.assert_close(model.stem(inputs), expected)
-    assert (model.stem(inputs) < -0.3).any() != stem_silu  # SiLU never goes below -0.28
+    residual = model.stem[:-1](inputs).flatten(1)  # the conv stem, then DIAMOND's flatten, nothing between
+    torch.testing.assert_close(model.stem(inputs), residual)
+    assert (model.stem(inputs) < -0.3).any()  # no activation after the residual stream (a SiLU stays > -0.28)
     state = model.initial_state(2)
-    hidden, _ = model.lstm(expected, state)
+    hidden, _ = model.lstm(residual, state)
     logits, _, (new_hidden, _) = model(inputs, state)
     torch.testing.assert_close(new_hidden, hidden)
-
-
-def test_paper_presets_have_diamonds_stem_and_the_cpu_presets_keep_their_silu():
-    from jedi_core.config import make_config
-
-    assert not any(make_config(preset).actor_critic.stem_silu for preset in ("atari100k", "diamond", "colab"))
-    assert all(make_config(preset).actor_critic.stem_silu for preset in ("smoke", "smoke_diamond", "toy"))

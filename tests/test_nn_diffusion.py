@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from jedi_core.config import EDMConfig, SamplerConfig, make_config
+from jedi_core.config import EDMConfig, SamplerConfig
 from jedi_core.nn.diffusion import (
     conditioners,
     denoised_from_output,
@@ -15,6 +15,7 @@ from jedi_core.nn.diffusion import (
     sample,
     sample_sigma,
 )
+from jedi_core.presets import make_config
 from jedi_core.world_model import build_world_model
 
 

@@ -1,12 +1,11 @@
-"""jedi_core.nn.reward_end: the reward/end model's LSTM input, DIAMOND's (raw) and the normalised one, against
-the model written out from the formula."""
+"""jedi_core.nn.reward_end: the reward/end model against the model written out from the formula (DIAMOND's:
+the conv tower's features straight into the LSTM)."""
 
 import pytest
 import torch
-import torch.nn.functional as F
 
-from jedi_core.config import make_config
 from jedi_core.nn.reward_end import RewardEndModel
+from jedi_core.presets import make_config
 
 
 def _lstm_by_hand(lstm: torch.nn.LSTM, inputs: torch.Tensor) -> torch.Tensor:
@@ -25,12 +24,11 @@ def _lstm_by_hand(lstm: torch.nn.LSTM, inputs: torch.Tensor) -> torch.Tensor:
     return torch.stack(outputs, dim=1)
 
 
-@pytest.mark.parametrize("normalize, own_next_frames", [(False, False), (True, False), (False, True)])
-def test_logits_follow_the_formula(normalize, own_next_frames):
+@pytest.mark.parametrize("own_next_frames", [False, True])
+def test_logits_follow_the_formula(own_next_frames):
     torch.manual_seed(0)
     model = RewardEndModel(frame_channels=3, frame_size=16, num_actions=4, cond_channels=8, depths=(1, 1),
-                           channels=(8, 8), attention=(False, False), lstm_dim=12,
-                           normalize_lstm_input=normalize).eval()
+                           channels=(8, 8), attention=(False, False), lstm_dim=12).eval()
     for parameter in model.parameters():  # zero-initialised output layers would hide the path
         torch.nn.init.normal_(parameter, std=0.2)
     frames, actions = torch.randn(2, 4, 3, 16, 16), torch.randint(0, 4, (2, 3))
@@ -41,35 +39,20 @@ def test_logits_follow_the_formula(normalize, own_next_frames):
 
     pairs = torch.cat([frames[:, :-1], next_frames], dim=2).flatten(0, 1)  # (x_t, x_t+1) on channels
     features = model.encoder(model.conv_in(pairs), model.action_embedding(actions.flatten()))
-    if normalize:  # GroupNorm(32 groups at most) with its affine weights, then 1/sqrt(fan-in)
-        norm = model.out_norm
-        features = F.group_norm(features, norm.num_groups, norm.weight, norm.bias, norm.eps)
-        features = features / features[0].numel() ** 0.5
     hidden = _lstm_by_hand(model.lstm, features.reshape(2, 3, -1))
     logits = model.head(hidden)
     torch.testing.assert_close(reward_logits, logits[..., :3], atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(end_logits, logits[..., 3:], atol=1e-5, rtol=1e-4)
 
 
-def test_raw_input_is_diamonds_plain_lstm_and_the_normalised_one_starts_as_the_same_function():
-    raw = RewardEndModel(3, 16, 4, 8, (1,), (8,), (False,), 12, normalize_lstm_input=False)
-    normalised = RewardEndModel(3, 16, 4, 8, (1,), (8,), (False,), 12, normalize_lstm_input=True)
-    assert isinstance(raw.out_norm, torch.nn.Identity) and raw.input_scale == 1.0
+def test_the_lstm_input_weights_have_diamonds_xavier_init_on_the_raw_features():
+    model = RewardEndModel(3, 16, 4, 8, (1,), (8,), (False,), 12)
     fan_in = 8 * 16 * 16
-    assert normalised.input_scale == pytest.approx(fan_in**-0.5)
-    # Xavier-uniform input weights (DIAMOND's init) on the features the LSTM sees: bound sqrt(6 / (in + out)).
+    assert model.lstm.input_size == fan_in  # the flattened features, nothing between
+    # Xavier-uniform input weights (DIAMOND's init): bound sqrt(6 / (in + out)).
     xavier_bound = (6 / (fan_in + 4 * 12)) ** 0.5
-    assert raw.lstm.weight_ih_l0.abs().max() <= xavier_bound
-    effective = normalised.lstm.weight_ih_l0 * normalised.input_scale
-    assert effective.abs().max() <= xavier_bound * (1 + 1e-6)
-    assert effective.abs().max() > 0.9 * xavier_bound
-
-
-def test_paper_presets_feed_the_lstm_raw_and_the_cpu_presets_normalised():
-    for preset in ("atari100k", "diamond", "colab"):
-        assert make_config(preset).world_model.reward_end.lstm_input == "raw"
-    for preset in ("smoke", "smoke_diamond", "toy"):
-        assert make_config(preset).world_model.reward_end.lstm_input == "normalized"
+    assert model.lstm.weight_ih_l0.abs().max() <= xavier_bound
+    assert model.lstm.weight_ih_l0.abs().max() > 0.9 * xavier_bound
 
 
 def test_paper_presets_train_on_real_next_frames_and_the_atari_cpu_presets_on_imaginations():

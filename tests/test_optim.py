@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from jedi_core.optim import decay_split, linear_warmup, make_adamw, optimizer_step
+from jedi_core.optim import Update, decay_split, linear_warmup, make_adamw, optimizer_step
 
 
 def _model():
@@ -60,7 +60,7 @@ def test_optimizer_step_clips_each_group_reports_its_norm_and_steps_the_schedule
 
     clip = {"grad_norm_body": (list(model["body"].parameters()), 1.0),
             "grad_norm_head": (list(model["head"].parameters()), 0.5)}
-    returned = optimizer_step(loss, logs, optimizer, scheduler, clip)
+    returned = optimizer_step(loss, logs, [(optimizer, scheduler)], clip)
     assert returned is logs and set(logs) == {"loss", "grad_norm_body", "grad_norm_head"}
     torch.testing.assert_close(logs["grad_norm_body"], norms["body"])  # the norm before clipping
     torch.testing.assert_close(logs["grad_norm_head"], norms["head"])
@@ -79,12 +79,12 @@ def test_a_non_finite_loss_raises_before_any_parameter_changes(bad):
     optimizer = torch.optim.AdamW(model.parameters(), lr=0.1)
     scheduler = linear_warmup(optimizer, steps=10)
     clip = {"grad_norm": (list(model.parameters()), 1.0)}
-    optimizer_step(*_loss(model), optimizer, scheduler, clip)  # one good update: AdamW has state
+    optimizer_step(*_loss(model), [(optimizer, scheduler)], clip)  # one good update: AdamW has state
     before = {name: p.detach().clone() for name, p in model.named_parameters()}
     state = {id(p): {k: v.clone() for k, v in s.items()} for p, s in optimizer.state.items()}
     loss, logs = _loss(model)
     with pytest.raises(FloatingPointError, match=r"loss is (nan|inf) \(logs: \{'loss': "):
-        optimizer_step(loss * bad, logs, optimizer, scheduler, clip, check_finite=True)
+        optimizer_step(loss * bad, logs, [(optimizer, scheduler)], clip, check_finite=True)
     for name, parameter in model.named_parameters():
         assert torch.equal(parameter, before[name]), name
     for parameter, saved in optimizer.state.items():
@@ -98,6 +98,36 @@ def test_without_the_check_a_non_finite_loss_is_applied_and_shows_in_the_logs():
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     loss, logs = _loss(model)
     clip = {"grad_norm": (list(model.parameters()), 1.0)}
-    logs = optimizer_step(loss * float("nan"), logs, optimizer, None, clip, check_finite=False)
+    logs = optimizer_step(loss * float("nan"), logs, [(optimizer, None)], clip, check_finite=False)
     assert torch.isnan(logs["grad_norm"])  # the trainer finds it when it reads the logs
     assert not all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_an_update_runs_its_loss_in_its_context_and_steps_each_of_its_optimisers():
+    """``Update``: the loss under the caller's context (e.g. autocast), then one step of each optimiser and
+    schedule; parameters of no optimiser of the update stay put."""
+    model = _model()
+    body = torch.optim.SGD(model["body"].parameters(), lr=0.1)
+    head = torch.optim.SGD(model["head"].parameters(), lr=0.1)
+    schedules = [linear_warmup(body, steps=2), linear_warmup(head, steps=2)]
+    entered = []
+
+    class Recording:
+        def __enter__(self):
+            entered.append(True)
+
+        def __exit__(self, *exc):
+            return False
+
+    update = Update(lambda scale: _loss(model, scale), [(body, schedules[0])], {}, context=Recording)
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    update(1.0)
+    update(1.0)  # the first update runs at the warm-up's rate 0
+    assert entered == [True, True]
+    for name, parameter in model.named_parameters():
+        assert torch.equal(parameter, before[name]) == name.startswith("head"), name
+    assert schedules[0].last_epoch == 2 and schedules[1].last_epoch == 0
+    both = Update(lambda scale: _loss(model, scale), [(body, schedules[0]), (head, schedules[1])], {})
+    both(1.0)
+    both(1.0)
+    assert all(not torch.equal(p, before[name]) for name, p in model.named_parameters())

@@ -16,6 +16,7 @@ from jedi_core.replay import (
     TorchBatch,
     frames_to_float,
     recency_weights,
+    sample_windows,
 )
 
 
@@ -75,8 +76,12 @@ def test_segment_pads_after_the_end_only_when_asked():
     segment = episode.segment(start=2, num_steps=4, pad_after=True)
     assert segment.mask_padding.tolist() == [True, True, True, False, False]
     assert segment.terminated.tolist() == [False, True, False, False]
-    with pytest.raises(ValueError, match="holds no step"):
+    with pytest.raises(ValueError, match="holds no frame"):
         episode.segment(start=-6, num_steps=5)
+    only_the_first_frame = episode.segment(start=-3, num_steps=3)  # a context [pad, pad, pad, frame 0]
+    assert only_the_first_frame.mask_padding.tolist() == [False, False, False, True]
+    with pytest.raises(ValueError, match="holds no frame"):
+        episode.segment(start=5, num_steps=2, pad_after=True)
 
 
 def test_batch_masks_ends_and_torch_conversion():
@@ -96,27 +101,79 @@ def test_batch_masks_ends_and_torch_conversion():
 
 def test_sampled_windows_end_inside_the_episode_and_pad_only_before():
     buffer = _buffer([3, 20, 7])
-    batch = buffer.sample(batch_size=256, num_steps=5, rng=np.random.default_rng(0))
+    batch = sample_windows(buffer, batch_size=256, num_steps=5, rng=np.random.default_rng(0))
     assert batch.mask_padding[:, -1].all()  # the last frame is always real
     # Padding, when there is any, is a prefix: once a frame is real, all later ones are.
     assert (np.diff(batch.mask_padding.astype(int), axis=1) >= 0).all()
     assert (~batch.mask_padding[:, 0]).any()  # short episodes do need padding
-    padded = buffer.sample(batch_size=256, num_steps=5, rng=np.random.default_rng(0), pad_after=True)
+    padded = sample_windows(buffer, batch_size=256, num_steps=5, rng=np.random.default_rng(0), past_end=True)
     assert (~padded.mask_padding[:, -1]).any() and padded.mask_padding.any(axis=1).all()
 
 
-def test_imagination_contexts_never_end_on_a_terminal_frame():
-    buffer = _buffer([3, 7])  # terminated episodes; frame t of episode i holds 10 * i + t
-    assert all(episode.terminated[-1] for episode in buffer.episodes)
-    for avoid in (False, True):
-        batch = buffer.sample(512, 3, np.random.default_rng(0), avoid_terminal_end=avoid)
+def _diamond_window_probabilities(frames, length, past_end):
+    """DIAMOND's BatchSampler written out for one episode of ``frames`` frames (steps, past the end):
+    P(window start). A step t is drawn uniformly; past the end, start = t - U{0..length-1}; otherwise the
+    window of ``length`` frames stops (exclusive) at min(frames, t + 1 + U{0..length-1})."""
+    probabilities = {}
+    for t in range(frames):
+        for offset in range(length):
+            start = t - offset if past_end else min(frames, t + 1 + offset) - length
+            probabilities[start] = probabilities.get(start, 0.0) + 1 / (frames * length)
+    return probabilities
+
+
+@pytest.mark.parametrize("steps, window, past_end", [(50, 5, False), (4, 5, False), (50, 18, True),
+                                                     (7, 18, True)])
+def test_windows_sit_where_diamonds_batch_sampler_puts_them(steps, window, past_end):
+    """Diffusion windows (``window`` transitions, ``window + 1`` frames, ending inside the episode) lean
+    towards its end; reward/end windows hold a uniformly drawn transition at a uniform position."""
+    buffer = ReplayBuffer()
+    buffer.add_episode(_episode(steps))  # frame t holds t, so a window's first frame names its start
+    draws = 20_000
+    batch = sample_windows(buffer, draws, window, np.random.default_rng(0), past_end=past_end)
+    first_real = batch.mask_padding.argmax(1)
+    starts = batch.obs[np.arange(draws), first_real, 0, 0, 0].astype(int) - first_real
+    if past_end:  # DIAMOND counts transitions: the window's steps
+        expected = _diamond_window_probabilities(steps, window, past_end=True)
+    else:  # and here frames: an episode of T steps has T + 1 of them
+        expected = _diamond_window_probabilities(steps + 1, window + 1, past_end=False)
+    seen = {start: count / draws for start, count in zip(*np.unique(starts, return_counts=True), strict=True)}
+    assert set(seen) <= set(expected)
+    for start, probability in expected.items():
+        assert abs(seen.get(start, 0.0) - probability) < 4 * np.sqrt(probability / draws) + 1e-3, start
+    if not past_end and steps == 50:  # DIAMOND's lean: 6-frame windows end on the last frame 6.9% of the time
+        ends_last = (starts + window == steps).mean()
+        assert abs(ends_last - expected[steps - window]) < 0.01 and expected[steps - window] > 0.06
+
+
+def _ended_by_a_lost_life(num_steps, first_value):
+    episode = Episode(_frame(first_value), capacity=2)
+    for t in range(num_steps):
+        episode.append(action=0, reward=0.0, next_obs=_frame(first_value + t + 1),
+                       life_loss=t == num_steps - 1)
+    episode.finish_at_life_loss()
+    return episode
+
+
+def test_imagination_contexts_never_end_where_a_game_or_a_life_was_lost():
+    """A context ends on any frame imagination can go on from: never on the frame a game over (episode 0)
+    or a lost life (episode 1) left; the last frame of a cut-short episode (2) is allowed."""
+    buffer = ReplayBuffer()
+    buffer.add_episode(_episode(3))  # terminated; frame t of episode i holds 10 * i + t
+    buffer.add_episode(_ended_by_a_lost_life(7, first_value=10))
+    truncated = _episode(5, first_value=20, finish=False)
+    truncated.finish_truncated()
+    buffer.add_episode(truncated)
+    assert [episode.ends_in_a_loss for episode in buffer.episodes] == [True, True, False]
+    for context in (False, True):
+        batch = sample_windows(buffer, 3_000, 3, np.random.default_rng(0), context=context)
         last_value = batch.obs[:, -1, 0, 0, 0].astype(int)
         episode, step = last_value // 10, last_value % 10
-        lengths = np.array([3, 7])[episode]
-        ends_on_terminal = step == lengths
-        assert ends_on_terminal.any() != avoid
+        on_the_loss = step == np.array([3, 7, 5])[episode]
+        assert on_the_loss[episode < 2].any() != context
+        assert on_the_loss[episode == 2].any()  # a cut-short episode's last frame stays a context end
     # Every other end frame is still drawn, the first one included.
-    assert set(step[episode == 0]) == {1, 2}
+    assert set(step[episode == 0]) == {0, 1, 2}
 
 
 def test_recency_weights_give_the_newest_quarter_its_share():
@@ -128,7 +185,7 @@ def test_recency_weights_give_the_newest_quarter_its_share():
         for t in range(5):
             episode.append(0, float(index), _frame(t), terminated=t == 4)
     draws = 4000
-    batch = buffer.sample(batch_size=draws, num_steps=1, rng=np.random.default_rng(1))
+    batch = sample_windows(buffer, batch_size=draws, num_steps=1, rng=np.random.default_rng(1), past_end=True)
     share = (batch.rewards[:, 0] >= 30).mean()
     assert abs(share - 0.7) < 4 * np.sqrt(0.7 * 0.3 / draws)
 
@@ -253,7 +310,7 @@ def test_bad_frames_are_refused():
 
 def test_batches_for_a_gpu_are_copied_from_pinned_memory(monkeypatch):
     """On CUDA the host copy is pinned so it overlaps compute; a CPU batch is left where it is."""
-    batch = _buffer([20, 9]).sample(2, 3, np.random.default_rng(0))
+    batch = sample_windows(_buffer([20, 9]), 2, 3, np.random.default_rng(0))
     pinned = []
     monkeypatch.setattr(torch.Tensor, "pin_memory", lambda self: pinned.append(self.shape) or self)
     monkeypatch.setattr(torch.Tensor, "to", lambda self, *args, **kwargs: self)
@@ -264,15 +321,19 @@ def test_batches_for_a_gpu_are_copied_from_pinned_memory(monkeypatch):
 
 
 def test_training_batches_and_imagination_contexts_come_from_the_sampling_rules():
-    from jedi_core.config import make_config
-    from jedi_core.replay import sample_contexts, sample_training_batch
+    from jedi_core.presets import make_config
+    from jedi_core.replay import sample_contexts, sample_diffusion_batch, sample_reward_end_batch
 
     buffer = _buffer([3, 20, 7])
     cfg = make_config("smoke").world_model
-    batch = sample_training_batch(buffer, cfg, np.random.default_rng(0))
+    batch = sample_reward_end_batch(buffer, cfg, np.random.default_rng(0))
     assert batch.obs.shape == (cfg.batch_size, cfg.segment_steps + 1, 64, 64, 3)
-    many = sample_training_batch(buffer, dataclasses.replace(cfg, batch_size=256), np.random.default_rng(0))
+    many = sample_reward_end_batch(buffer, dataclasses.replace(cfg, batch_size=256), np.random.default_rng(0))
     assert (~many.mask_padding[:, -1]).any()  # windows may run past an episode's end
+    diffusion = sample_diffusion_batch(buffer, dataclasses.replace(cfg, batch_size=256),
+                                       np.random.default_rng(0))
+    assert diffusion.obs.shape[1] == cfg.denoiser.context_length + cfg.num_targets
+    assert diffusion.mask_padding[:, -1].all()  # every window ends on a real frame
     buffer = _buffer([3, 7])  # terminated episodes; frame t of episode i holds 10 * i + t
     frames, actions = sample_contexts(buffer, 64, 4, np.random.default_rng(0), (0.1, 0.1, 0.1, 0.7), "cpu")
     assert frames.shape == (64, 4, 3, 64, 64) and frames.dtype == torch.float32 and actions.shape == (64, 3)

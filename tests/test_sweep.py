@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from jedi_core.__main__ import main
-from jedi_core.config import make_config
+from jedi_core.presets import make_config
 from jedi_core.sweep import parse_games, parse_methods, parse_seeds, plan_runs, run_state, slurm_backend
 from jedi_core.sweep.runs import Run
 from jedi_core.sweep.sbatch import SlurmOptions, sbatch_script

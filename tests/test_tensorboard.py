@@ -10,8 +10,8 @@ import torch
 
 from jedi_core.__main__ import main
 from jedi_core.analysis.report import RunResult
-from jedi_core.config import make_config
 from jedi_core.configlib import apply_overrides
+from jedi_core.presets import make_config
 from jedi_core.training.checkpoint import load_run
 from jedi_core.training.loop import Trainer
 from jedi_core.training.run_dir import (
@@ -46,7 +46,7 @@ def _metrics_points(run_dir):
 
 def _assert_mirrored(run_dir):
     shown, logged = _tensorboard_points(run_dir), _metrics_points(run_dir)
-    assert set(shown) == set(logged) and {"loss", "env_steps", "epoch_seconds"} <= set(shown)
+    assert set(shown) == set(logged) and {"diffusion_loss", "env_steps", "epoch_seconds"} <= set(shown)
     for key, points in logged.items():
         assert [step for step, _ in shown[key]] == [epoch for epoch, _ in points], key  # each epoch once
         assert [value for _, value in shown[key]] == pytest.approx([value for _, value in points], rel=1e-6)

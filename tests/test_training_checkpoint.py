@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from jedi_core.__main__ import main
-from jedi_core.config import make_config
 from jedi_core.configlib import apply_overrides
+from jedi_core.presets import make_config
 from jedi_core.training.checkpoint import (
     AGENT_FILE_KIND,
     CHECKPOINT_VERSION,
@@ -56,9 +56,17 @@ def test_a_run_resumes_with_the_fast_path_switched_on(finished_toy_run):
     _resumable(run_dir)
     fast = Trainer(apply_overrides(cfg, ["performance.precision=bf16", "device=cpu"]), run_dir, quiet=True)
     fast.load_checkpoint()  # a resumable change: no IncompatibleCheckpoint
-    assert fast.agent.world_model.precision == "bf16"
+    assert fast.cfg.performance.precision == "bf16"
+    for update in (fast.updates.diffusion, fast.updates.reward_end, fast.updates.actor_critic):
+        with update.context():  # the updates' losses run under bf16 autocast, applied from outside the model
+            assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.bfloat16
     _, saved, _ = load_run(run_dir)
     _same_weights(fast.agent, saved)
+    # The rollouts the actor-critic's updates carry on come back as they were saved.
+    carried = torch.load(run_dir / CHECKPOINT_FILE, weights_only=False)["imagination"]
+    assert len(fast.updates.imagination.carried) == len(carried) > 0
+    for restored, saved_tensor in zip(fast.updates.imagination.carried, carried, strict=True):
+        assert torch.equal(restored, saved_tensor)
 
 
 def test_a_run_saved_before_the_performance_section_existed_resumes(finished_toy_run):

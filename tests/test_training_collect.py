@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from jedi_core.agent import Agent
-from jedi_core.config import make_config
+from jedi_core.presets import make_config
 from jedi_core.replay import ReplayBuffer
 from jedi_core.training import collect
 from jedi_core.training.collect import Collector, collect_random_steps

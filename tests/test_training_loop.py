@@ -14,12 +14,13 @@ import pytest
 import torch
 
 from jedi_core.analysis.report import RunResult
-from jedi_core.config import make_config
+from jedi_core.presets import make_config
 from jedi_core.replay import ReplayBuffer
-from jedi_core.training import loop
-from jedi_core.training.loop import LOG_CHUNK, Trainer
+from jedi_core.training import harness, loop
+from jedi_core.training.harness import LOG_CHUNK
+from jedi_core.training.loop import Trainer
 from jedi_core.training.run_dir import CHECKPOINT_FILE, FINAL_SCORES_FILE, METRICS_FILE, REPLAY_DIR
-from jedi_core.world_model import UPDATE_SCHEDULES, WorldModel
+from jedi_core.world_model import WorldModel
 
 
 def _metrics(run_dir):
@@ -43,11 +44,15 @@ def test_smoke_presets_train_checkpoint_and_evaluate_on_a_real_atari_game(preset
     metrics = _metrics(tmp_path)
     assert metrics[-1]["env_steps"] == 200
     assert metrics[-1]["final_epochs"] == cfg.training.final_training_epochs
-    # Algorithm 1's separate loops: as many reward/end updates as diffusion updates, each with its optimiser.
+    # Algorithm 1's separate loops: as many reward/end updates as diffusion updates, one optimiser per module
+    # (the pixel model's identity encoder has none).
     assert metrics[-1]["reward_end_updates"] == metrics[-1]["world_model_updates"] > 0
-    assert set(torch.load(tmp_path / CHECKPOINT_FILE, weights_only=False)["wm_optimizers"]) == {"diffusion",
-                                                                                              "reward_end"}
+    modules = {"denoiser", "reward_end"} | ({"encoder"} if preset == "smoke" else set())
+    assert set(torch.load(tmp_path / CHECKPOINT_FILE, weights_only=False)["wm_optimizers"]) == modules
     assert {"diffusion_loss", "reward_end_loss", "policy_loss", "entropy"} <= set(metrics[-1])
+    # The encoder's gradient norm in each of the two updates that train it, each under its own name.
+    encoder_norms = {"grad_norm_encoder", "grad_norm_encoder_reward_end"}
+    assert encoder_norms & set(metrics[-1]) == (encoder_norms if preset == "smoke" else set())
     assert ReplayBuffer.load(tmp_path / REPLAY_DIR).num_steps == 200
 
 
@@ -70,8 +75,8 @@ def test_initial_collection_goes_on_until_it_has_seen_enough_minority_rewards(th
                                 f"training.initial_minority_rewards={threshold}",
                                 f"training.initial_random_steps_max={cap}"])
     trainer = Trainer(cfg, tmp_path, quiet=True)
-    collector = loop.Collector(cfg, trainer.replay, trainer.agent, cfg.seed)
-    trainer._initial_collection(collector, bar=type("Bar", (), {"update": lambda self, n: None})())
+    trainer._collector = loop.Collector(cfg, trainer.replay, trainer.agent, cfg.seed)
+    trainer._initial_collection()
     rewards = np.concatenate([episode.rewards for episode in trainer.replay.episodes])
     steps = trainer.counters["env_steps"]
     assert steps == trainer.replay.num_steps == len(rewards)
@@ -130,13 +135,13 @@ def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_
     cfg = make_config("smoke", toy_run_overrides)
     train = cfg.training
     good_updates = train.first_epoch_world_model_updates + train.world_model_updates  # epochs 1 and 2
-    forward, calls = WorldModel.forward, {"n": 0}
+    diffusion_loss, calls = WorldModel.diffusion_loss, {"n": 0}
 
-    def diverging(self, batch, part="all"):  # epoch 3's first diffusion update diverges: NaN weights follow
-        calls["n"] += part != "reward_end"
-        loss, logs = forward(self, batch, part)
-        if calls["n"] == good_updates + 1 and part != "reward_end":
-            return loss * float("nan"), {**logs, "loss": logs["loss"] * float("nan")}
+    def diverging(self, batch):  # epoch 3's first diffusion update diverges: NaN weights follow
+        calls["n"] += 1
+        loss, logs = diffusion_loss(self, batch)
+        if calls["n"] == good_updates + 1:
+            return loss * float("nan"), {**logs, "diffusion_loss": logs["diffusion_loss"] * float("nan")}
         return loss, logs
 
     saved, save = [], Trainer.save_checkpoint
@@ -146,18 +151,19 @@ def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_
         saved.append((self.counters["epoch"], _digest(path)))
         return path
 
-    monkeypatch.setattr(WorldModel, "forward", diverging)
+    monkeypatch.setattr(WorldModel, "diffusion_loss", diverging)
     monkeypatch.setattr(Trainer, "save_checkpoint", recording_save)
-    with pytest.raises(FloatingPointError, match=r"epoch 3: non-finite [^(]*\bloss\b") as error:
+    with pytest.raises(FloatingPointError, match=r"epoch 3: non-finite [^(]*\bdiffusion_loss\b") as error:
         Trainer(cfg, tmp_path, quiet=True).run()
     assert "the last good checkpoint" in str(error.value)
-    assert calls["n"] == good_updates + train.world_model_updates  # it stopped at the epoch's log read
+    # It stopped at the log read after the epoch's diffusion updates, before any reward/end update.
+    assert calls["n"] == good_updates + train.world_model_updates
 
     assert [epoch for epoch, _ in saved] == [1, 2]  # nothing was saved after the divergence
     assert _digest(tmp_path / CHECKPOINT_FILE) == saved[-1][1]  # the file on disk is epoch 2's
     state = torch.load(tmp_path / CHECKPOINT_FILE, weights_only=False)
     assert state["counters"]["epoch"] == 2
-    assert state["counters"]["world_model_updates"] == good_updates
+    assert state["counters"]["world_model_updates"] == state["counters"]["reward_end_updates"] == good_updates
     assert state["counters"]["actor_critic_updates"] == (train.first_epoch_actor_critic_updates
                                                          + train.actor_critic_updates)
     assert all(torch.isfinite(value).all() for value in state["agent"].values() if value.is_floating_point())
@@ -175,53 +181,70 @@ def test_the_trainer_reads_logs_per_chunk_and_stops_within_the_chunk_that_diverg
                                                                                     toy_run_overrides):
     trainer = Trainer(make_config("smoke", toy_run_overrides), tmp_path, quiet=True)
     trainer.counters["epoch"] = 1
-    reads, mean_logs = [], loop.mean_logs
-    monkeypatch.setattr(loop, "mean_logs", lambda entries: reads.append(len(entries)) or mean_logs(entries))
+    reads, mean_logs = [], harness.mean_logs
+    monkeypatch.setattr(harness, "mean_logs",
+                        lambda entries: reads.append(len(entries)) or mean_logs(entries))
     calls = []
 
     def update():
         calls.append(1)
-        return {"loss": torch.tensor(float(len(calls)))}
+        return {"diffusion_loss": torch.tensor(float(len(calls)))}
 
     assert LOG_CHUNK == 200
-    assert trainer._updates(update, 450) == pytest.approx({"loss": np.mean(np.arange(1, 451))})
+    assert trainer._updates(update, 450) == pytest.approx({"diffusion_loss": np.mean(np.arange(1, 451))})
     assert reads == [200, 200, 50]  # one transfer per chunk of updates
     calls.clear()
 
     def diverging():
         calls.append(1)
-        return {"loss": torch.tensor(float("nan") if len(calls) == 5 else 1.0)}
+        return {"diffusion_loss": torch.tensor(float("nan") if len(calls) == 5 else 1.0)}
 
-    with pytest.raises(FloatingPointError, match="epoch 1: non-finite loss"):
+    with pytest.raises(FloatingPointError, match="epoch 1: non-finite diffusion_loss"):
         trainer._updates(diverging, 10_000)
     assert len(calls) == LOG_CHUNK  # not the epoch's 10,000
 
 
-def _fail_on_call(monkeypatch, call_number, error):
-    original, calls = WorldModel.training_step, {"n": 0}
+def _on_world_model_update(monkeypatch, call_number, action):
+    """Run ``action()`` before the ``call_number``-th world-model update (diffusion or reward/end, counted
+    together); returns the kinds of the updates called, in order."""
+    called = []
 
-    def failing(self, *args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == call_number:
-            raise error
-        return original(self, *args, **kwargs)
+    def patched(kind):
+        original = getattr(Trainer, f"train_{kind}")
 
-    monkeypatch.setattr(WorldModel, "training_step", failing)
+        def update(self):
+            called.append(kind)
+            if len(called) == call_number:
+                action()
+            return original(self)
+        return update
+
+    for kind in ("diffusion", "reward_end"):
+        monkeypatch.setattr(Trainer, f"train_{kind}", patched(kind))
+    return called
+
+
+def _raise(error):
+    raise error
 
 
 def test_ctrl_c_saves_before_exiting_and_the_run_resumes(tmp_path, monkeypatch, toy_run_overrides):
     cfg = make_config("smoke", toy_run_overrides)
-    updates_per_epoch_1 = cfg.training.first_epoch_world_model_updates * len(UPDATE_SCHEDULES["separate"])
-    assert cfg.world_model.updates == "separate"
-    _fail_on_call(monkeypatch, updates_per_epoch_1 + 1, KeyboardInterrupt())  # the first update of epoch 2
+    first_epoch = cfg.training.first_epoch_world_model_updates
+    # Algorithm 1's order: the epoch's diffusion updates, then as many reward/end updates.
+    updates_per_epoch_1 = 2 * first_epoch
+    called = _on_world_model_update(monkeypatch, updates_per_epoch_1 + 1,
+                                    lambda: _raise(KeyboardInterrupt()))  # the first update of epoch 2
     with pytest.raises(KeyboardInterrupt):
         Trainer(cfg, tmp_path, quiet=True).run()
+    assert called == ["diffusion"] * first_epoch + ["reward_end"] * first_epoch + ["diffusion"]
     interrupted = Trainer(cfg, tmp_path, quiet=True)
     interrupted.load_checkpoint()
     # Epoch 2 was cut short: it is saved as not begun, with its env steps and its update kept.
     assert interrupted.counters["epoch"] == 1 and [m["epoch"] for m in _metrics(tmp_path)] == [1]
     assert interrupted.counters["env_steps"] == 50 + cfg.training.env_steps_per_epoch * 2
-    assert interrupted.counters["world_model_updates"] == cfg.training.first_epoch_world_model_updates
+    counters = interrupted.counters
+    assert counters["world_model_updates"] == counters["reward_end_updates"] == first_epoch
     monkeypatch.undo()
     scores = Trainer(cfg, tmp_path, quiet=True).run()
     assert scores["env_steps"] == 200
@@ -238,16 +261,9 @@ def test_a_stop_signal_saves_as_ctrl_c_does_and_exits_with_128_plus_its_number(s
     command = ["train", "--preset", "smoke", "--quiet", "--run-dir", str(tmp_path), *toy_run_overrides]
     signum = getattr(signal, signal_name)
     cfg = make_config("smoke", toy_run_overrides)
-    first_of_epoch_2 = cfg.training.first_epoch_world_model_updates * len(UPDATE_SCHEDULES["separate"]) + 1
-    original, calls = WorldModel.training_step, {"n": 0}
-
-    def signalled(self, *args, **kwargs):  # a scheduler's SIGTERM arrives in the middle of epoch 2
-        calls["n"] += 1
-        if calls["n"] == first_of_epoch_2:
-            os.kill(os.getpid(), signum)
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(WorldModel, "training_step", signalled)
+    first_of_epoch_2 = 2 * cfg.training.first_epoch_world_model_updates + 1  # diffusion, then reward/end
+    # A scheduler's SIGTERM arrives in the middle of epoch 2.
+    called = _on_world_model_update(monkeypatch, first_of_epoch_2, lambda: os.kill(os.getpid(), signum))
     handler_before = signal.getsignal(signum)
     status = main(command)
     assert status == 128 + signum  # 143 for SIGTERM: the shell's code for a process stopped by it
@@ -256,13 +272,42 @@ def test_a_stop_signal_saves_as_ctrl_c_does_and_exits_with_128_plus_its_number(s
     stopped = Trainer(cfg, tmp_path, quiet=True)
     stopped.load_checkpoint()
     assert stopped.counters["epoch"] == 1 and stopped.counters["env_steps"] > 0  # epoch 2 runs again
+    assert len(called) >= first_of_epoch_2 and called[first_of_epoch_2 - 1] == "diffusion"
     monkeypatch.undo()
     assert main(command) == 0  # the same command resumes and finishes
     assert json.loads((tmp_path / FINAL_SCORES_FILE).read_text())["env_steps"] == 200
 
 
+def test_the_final_evaluation_of_each_run_seed_plays_its_own_episodes(tmp_path, monkeypatch,
+                                                                     toy_run_overrides):
+    """Run seed s's final evaluation plays episode i from reset seed ``final_evaluation_seed(s) + i``: two run
+    seeds (below 100) share no episode, even at the most episodes a config allows (1,000), and none is a
+    periodic evaluation's start."""
+    from jedi_core.configlib import ConfigError
+
+    played = []
+    monkeypatch.setattr(loop, "evaluate", lambda agent, cfg, episodes, seed, **kwargs: played.append(
+        (seed, episodes)) or [float(seed % 7)] * episodes)
+    for run_seed in (0, 3):
+        cfg = make_config("smoke", [*toy_run_overrides, f"seed={run_seed}", "eval_episodes=5"])
+        (tmp_path / str(run_seed)).mkdir()
+        scores = Trainer(cfg, tmp_path / str(run_seed), quiet=True).final_evaluation()
+        assert played[-1] == (loop.final_evaluation_seed(run_seed), 5)
+        assert scores["episode_returns"] == [float(played[-1][0] % 7)] * 5 and scores["seed"] == run_seed
+    most = 1_000
+    assert make_config("smoke", [f"eval_episodes={most}"]).eval_episodes == most
+    with pytest.raises(ConfigError, match="eval_episodes"):
+        make_config("smoke", [f"eval_episodes={most + 1}"])
+    episodes = [set(range(loop.final_evaluation_seed(s), loop.final_evaluation_seed(s) + most))
+                for s in range(100)]
+    assert sum(map(len, episodes)) == len(set().union(*episodes))  # pairwise disjoint
+    everything = set().union(*episodes)
+    periodic = range(loop.PERIODIC_EVAL_SEED, loop.PERIODIC_EVAL_SEED + 10_000 + 1_000)
+    assert not everything & set(periodic) and min(everything) > max(periodic)
+
+
 def test_time_left_counts_the_updates_still_to_run():
-    from jedi_core.training.loop import _hours_text
+    from jedi_core.training.harness import hours_text
     from jedi_core.training.schedule import hours_left, schedule_epochs, total_updates
 
     cfg = make_config("atari100k")
@@ -275,7 +320,7 @@ def test_time_left_counts_the_updates_still_to_run():
     assert hours_left(cfg, start, 10.0, 2.0) == pytest.approx((world_model / 10 + actor_critic / 2) / 3600)
     done = {"world_model_updates": world_model, "actor_critic_updates": actor_critic}
     assert hours_left(cfg, done, 10.0, 2.0) == 0.0
-    assert [_hours_text(h) for h in (0.001, 0.5, 2.0, 72.0)] == ["<1 min", "30 min", "2.0 h", "3.0 days"]
+    assert [hours_text(h) for h in (0.001, 0.5, 2.0, 72.0)] == ["<1 min", "30 min", "2.0 h", "3.0 days"]
 
 
 def test_a_stop_in_mid_collection_saves_the_reset_count_the_replay_has_seen(tmp_path, monkeypatch,

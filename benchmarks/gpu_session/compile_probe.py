@@ -16,6 +16,7 @@ kernels (the CPU dry run).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import signal
@@ -29,11 +30,12 @@ import torch
 
 from jedi_core.agent import Agent
 from jedi_core.analysis.bench import synthetic_replay
-from jedi_core.config import make_config
-from jedi_core.imagination import actor_critic_training_step, imagine
-from jedi_core.replay import sample_contexts, sample_training_batch
-from jedi_core.runtime import atomic_write_text, resolve_device, seed_everything
-from jedi_core.world_model import UPDATE_SCHEDULES
+from jedi_core.cuda_graphs import graphed_imagine_step
+from jedi_core.imagination import Imagination
+from jedi_core.presets import make_config
+from jedi_core.replay import sample_contexts, sample_diffusion_batch, sample_reward_end_batch
+from jedi_core.runtime import atomic_write_text, autocast, resolve_device, seed_everything
+from jedi_core.training.updates import make_updates
 
 NUM_ACTIONS = 18
 
@@ -69,31 +71,38 @@ def main() -> None:
     agent = Agent(cfg, NUM_ACTIONS).to(device)
     world_model, actor_critic = agent.world_model, agent.actor_critic
     replay = synthetic_replay(args.replay_steps, NUM_ACTIONS)
-    ac_optimizer, ac_scheduler = agent.make_actor_critic_optimizer()
-    parts = UPDATE_SCHEDULES[cfg.world_model.updates]
-    wm_optimizers = {part: world_model.make_optimizer(part) for part in parts}
+    # The trainer's three updates (training.updates): the run's precision, CUDA graphs with cuda_graphs.
+    updates = make_updates(agent, world_model.make_optimizers(), agent.make_actor_critic_optimizer(),
+                           cfg.performance)
+    precision = functools.partial(autocast, device, cfg.performance.precision,
+                                  cache_enabled=not cfg.performance.cuda_graphs)
     ac_cfg = cfg.actor_critic
+    rollouts = Imagination(ac_cfg.batch_size, ac_cfg.horizon, ac_cfg.temperature)
+    graphed_step = []  # with cuda_graphs: the imagined step's graph, captured at the first imagination
 
     def contexts(count: int):
         return sample_contexts(replay, count, world_model.context_length, rng, cfg.replay.sample_weights,
                                device)
 
     def actor_critic_update() -> None:
-        actor_critic_training_step(world_model, actor_critic, contexts, ac_cfg, ac_optimizer, ac_scheduler,
-                                   check_finite=False)
+        # horizon more steps of every rollout, ended or truncated ones restarting from the second half
+        updates.actor_critic(*contexts(2 * ac_cfg.batch_size), check_finite=False)
 
     def imagination() -> None:
-        frames, actions = contexts(ac_cfg.batch_size)
-        restarts = contexts(ac_cfg.batch_size) if ac_cfg.after_end == "restart" else None
+        frames, actions = contexts(2 * ac_cfg.batch_size)
         world_model.eval()
-        with torch.no_grad():
-            imagine(world_model, actor_critic, frames, actions, ac_cfg.horizon, restarts=restarts)
+        with torch.no_grad(), precision():
+            if cfg.performance.cuda_graphs and not graphed_step:
+                example = world_model.burn_in(frames[: ac_cfg.batch_size], actions[: ac_cfg.batch_size])
+                graphed_step.append(graphed_imagine_step(world_model, example, precision))
+            rollouts(world_model, actor_critic, frames, actions,
+                     world_model_step=graphed_step[0] if graphed_step else None)
 
-    def world_model_update() -> None:
-        for part in parts:
-            batch = sample_training_batch(replay, cfg.world_model, rng, cfg.replay.sample_weights, part)
-            world_model.training_step(batch.to_torch(device), *wm_optimizers[part], check_finite=False,
-                                      part=part)
+    def world_model_update() -> None:  # a diffusion update, then a reward/end update (Algorithm 1)
+        diffusion = sample_diffusion_batch(replay, cfg.world_model, rng, cfg.replay.sample_weights)
+        reward_end = sample_reward_end_batch(replay, cfg.world_model, rng, cfg.replay.sample_weights)
+        updates.diffusion(diffusion.to_torch(device), check_finite=False)
+        updates.reward_end(reward_end.to_torch(device), check_finite=False)
 
     functions = {"actor_critic_update": (actor_critic_update, 1),
                  "world_model_update": (world_model_update, 1),

@@ -19,8 +19,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from jedi_core.config import make_config
 from jedi_core.configlib import ConfigError
+from jedi_core.presets import make_config
 
 SETTING = "performance.cuda_graphs=true"
 

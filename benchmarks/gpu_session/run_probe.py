@@ -12,17 +12,16 @@ would take half an hour on an H100: the rates come from the short epochs instead
 multiplies them by the preset's real counts (``jedi_core.training.schedule``).
 
 Timed inside the real loop (a subclass of the trainer adds clocks, nothing else): seconds per world-model
-update (a diffusion and a reward/end update when they are separate) and per actor-critic update (each batch
-of updates ends with the trainer's read of its logs, which waits for the device), the rest of an epoch
-(collection with the agent, bookkeeping), random collection per step, one checkpoint, evaluation per env
-step. The JSON is rewritten after every timed piece (``"complete": false`` until the end), so a run stopped
-by its time limit still leaves what it measured.
+update (a diffusion and a reward/end update) and per actor-critic update (each batch of updates ends with
+the trainer's read of its logs, which waits for the device), the rest of an epoch (collection with the agent,
+bookkeeping), random collection per step, one checkpoint, evaluation per env step. The JSON is rewritten
+after every timed piece (``"complete": false`` until the end), so a run stopped by its time limit still leaves
+what it measured.
 """
 
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import shutil
 import statistics
@@ -33,9 +32,9 @@ from pathlib import Path
 import gymnasium as gym
 
 import jedi_core.training.collect as collect
-from jedi_core.config import make_config
+from jedi_core.presets import make_config
 from jedi_core.runtime import atomic_write_text
-from jedi_core.training.loop import FINAL_EVAL_SEED, Trainer
+from jedi_core.training.loop import Trainer, final_evaluation_seed
 from jedi_core.training.run_dir import read_metrics
 from jedi_core.training.schedule import schedule_epochs, total_updates
 
@@ -73,11 +72,10 @@ class TimedTrainer(Trainer):
     def _updates(self, update, count, *args, **kwargs):
         began = time.perf_counter()
         logs = super()._updates(update, count, *args, **kwargs)  # ends with a read of the logs: a device sync
-        if isinstance(update, functools.partial):  # a world-model part: partial(train_world_model, part)
-            part = update.args[0] if update.args else update.keywords.get("part", "all")
-            kind = f"world_model:{part}"
-        else:
-            kind = "actor_critic" if "actor_critic" in update.__name__ else f"world_model:{update.__name__}"
+        # The trainer's train_diffusion, train_reward_end (a world-model update is one of each) or
+        # train_actor_critic.
+        name = update.__name__.removeprefix("train_")
+        kind = "actor_critic" if name == "actor_critic" else f"world_model:{name}"
         self.timing["updates"].append({"epoch": self.counters["epoch"], "kind": kind, "count": count,
                                        "s": time.perf_counter() - began})
         self.report()
@@ -98,7 +96,8 @@ class TimedTrainer(Trainer):
         StepCounter.steps = 0
         try:
             began = time.perf_counter()
-            returns = collect.evaluate(self.agent, self.cfg, self.cfg.eval_episodes, seed=FINAL_EVAL_SEED,
+            returns = collect.evaluate(self.agent, self.cfg, self.cfg.eval_episodes,
+                                       seed=final_evaluation_seed(self.cfg.seed),
                                        max_steps=self.eval_max_steps)
             seconds = time.perf_counter() - began
         finally:

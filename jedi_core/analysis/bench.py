@@ -13,6 +13,7 @@ versions and settings.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import multiprocessing
 import platform
@@ -27,9 +28,9 @@ import numpy as np
 import torch
 
 import jedi_core
-from jedi_core.config import make_config
+from jedi_core.presets import make_config
 from jedi_core.replay import ReplayBuffer
-from jedi_core.runtime import atomic_write_text, resolve_device, seed_everything, set_backend_flags
+from jedi_core.runtime import atomic_write_text, autocast, resolve_device, seed_everything, set_backend_flags
 from jedi_core.training.schedule import total_updates
 
 PAIRS = {"paper": ("atari100k", "diamond"), "smoke": ("smoke", "smoke_diamond")}
@@ -74,9 +75,10 @@ def _synchronize(device: torch.device) -> None:
 def measure_preset(preset: str, settings: dict) -> dict:
     """All four measurements for one preset (run it in a fresh process for an honest peak memory)."""
     from jedi_core.agent import Agent
-    from jedi_core.imagination import actor_critic_training_step, imagine
-    from jedi_core.replay import sample_contexts, sample_training_batch
-    from jedi_core.world_model import UPDATE_SCHEDULES
+    from jedi_core.cuda_graphs import graphed_imagine_step
+    from jedi_core.imagination import Imagination
+    from jedi_core.replay import sample_contexts, sample_diffusion_batch, sample_reward_end_batch
+    from jedi_core.training.updates import make_updates
 
     overrides = [f"device={settings['device']}", f"world_model.batch_size={settings['world_model_batch']}",
                  f"actor_critic.batch_size={settings['imagination_batches'][0]}",
@@ -90,41 +92,45 @@ def measure_preset(preset: str, settings: dict) -> dict:
     agent.compile_per_step_networks(cfg.performance.compile)  # as the trainer does; warm-up absorbs it
     world_model, actor_critic = agent.world_model, agent.actor_critic
     replay = synthetic_replay(settings["replay_steps"], num_actions)
-    parts = UPDATE_SCHEDULES[cfg.world_model.updates]
-    wm_optimizers = {part: world_model.make_optimizer(part) for part in parts}
-    ac_optimizer, ac_scheduler = agent.make_actor_critic_optimizer()
+    updates = make_updates(agent, world_model.make_optimizers(), agent.make_actor_critic_optimizer(),
+                           cfg.performance)
+    precision = functools.partial(autocast, device, cfg.performance.precision,
+                                  cache_enabled=not cfg.performance.cuda_graphs)
     timing = {key: settings[key] for key in ("warmup", "repeats", "iterations")}
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
 
-    # As in the trainer: the updates never wait for the device (check_finite=False). With separate updates,
-    # one "world-model update" is a diffusion and a reward/end update: an epoch runs as many of each.
-    def world_model_update():
-        for part in parts:
-            batch = sample_training_batch(replay, cfg.world_model, rng, cfg.replay.sample_weights,
-                                          part).to_torch(device)
-            world_model.training_step(batch, *wm_optimizers[part], check_finite=False, part=part)
+    def world_model_batches():
+        return (sample_diffusion_batch(replay, cfg.world_model, rng, cfg.replay.sample_weights),
+                sample_reward_end_batch(replay, cfg.world_model, rng, cfg.replay.sample_weights))
 
-    def batch_assembly():
-        sample_training_batch(replay, cfg.world_model, rng, cfg.replay.sample_weights)
+    # As in the trainer: the updates never wait for the device (check_finite=False). One "world-model update"
+    # is a diffusion and a reward/end update: an epoch runs as many of each.
+    def world_model_update():
+        diffusion, reward_end = world_model_batches()
+        updates.diffusion(diffusion.to_torch(device), check_finite=False)
+        updates.reward_end(reward_end.to_torch(device), check_finite=False)
 
     def contexts(batch_size: int):
         return sample_contexts(replay, batch_size, world_model.context_length, rng, cfg.replay.sample_weights,
                                device)
 
     def imagination(batch_size: int) -> Callable[[], None]:
-        def step():
-            frames, actions = contexts(batch_size)
-            restarts = contexts(batch_size) if cfg.actor_critic.after_end == "restart" else None
-            world_model.eval()
+        rollouts = Imagination(batch_size, cfg.actor_critic.horizon, cfg.actor_critic.temperature)
+        world_model_step = None
+        if cfg.performance.cuda_graphs:
             with torch.no_grad():
-                imagine(world_model, actor_critic, frames, actions, cfg.actor_critic.horizon,
-                        restarts=restarts)
+                example = world_model.burn_in(*contexts(batch_size))
+            world_model_step = graphed_imagine_step(world_model, example, precision)
+
+        def step():
+            frames, actions = contexts(2 * batch_size)
+            with torch.no_grad(), precision():
+                rollouts(world_model, actor_critic, frames, actions, world_model_step=world_model_step)
         return step
 
     def actor_critic_update():
-        actor_critic_training_step(world_model, actor_critic, contexts, cfg.actor_critic, ac_optimizer,
-                                   ac_scheduler, check_finite=False)
+        updates.actor_critic(*contexts(2 * cfg.actor_critic.batch_size), check_finite=False)
 
     result = {
         "preset": preset, "method": cfg.method,
@@ -135,7 +141,8 @@ def measure_preset(preset: str, settings: dict) -> dict:
         "actor_critic_updates_per_s": _median_rate(actor_critic_update, 1, device=device, **timing),
         # Host time to gather one world-model batch from the replay: while it is below an update's time, the
         # host prepares the next batch during the current update and never starves the device.
-        "batch_assembly_ms": 1000 / _median_rate(batch_assembly, 1, device=torch.device("cpu"), **timing),
+        "batch_assembly_ms": 1000 / _median_rate(world_model_batches, 1, device=torch.device("cpu"),
+                                                 **timing),
         "parameters": world_model.parameter_counts(),
         "performance": dataclasses.asdict(cfg.performance),
     }

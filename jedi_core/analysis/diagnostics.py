@@ -47,13 +47,12 @@ def prediction_errors(world_model: WorldModel, replay: ReplayBuffer, horizon: in
     model_errors = []
     copy_errors = []
     last_context = real[:, length - 1]
-    with world_model.autocast():  # one precision context for the whole rollout, as in imagination
-        state = world_model.burn_in(floats[:, :length], actions[:, : length - 1])
-        for k in range(horizon):
-            predicted, _, _, state = world_model.imagine_step(state, actions[:, length - 1 + k])
-            truth = real[:, length + k]
-            model_errors.append((predicted - truth).pow(2).mean() / variance)
-            copy_errors.append((last_context - truth).pow(2).mean() / variance)
+    state = world_model.burn_in(floats[:, :length], actions[:, : length - 1])
+    for k in range(horizon):
+        predicted, _, _, state = world_model.imagine_step(state, actions[:, length - 1 + k])
+        truth = real[:, length + k]
+        model_errors.append((predicted - truth).pow(2).mean() / variance)
+        copy_errors.append((last_context - truth).pow(2).mean() / variance)
     # Read once at the end: an .item() per step would make the host wait for the device at every step.
     return {"model": torch.stack(model_errors).cpu().numpy(),
             "copy_last": torch.stack(copy_errors).cpu().numpy(),

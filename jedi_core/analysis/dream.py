@@ -65,7 +65,7 @@ class DreamGame:
         if self.ended:
             raise RuntimeError("the dream has ended: reset() starts it again from the real context")
         device = self.state.latents.device
-        with torch.no_grad(), self.world_model.autocast():
+        with torch.no_grad():
             latent, reward, end, self.state = self.world_model.imagine_step(
                 self.state, torch.tensor([action], device=device), self.generator)
             self.picture = draw_latents(self.probe, latent)[0]

@@ -39,9 +39,9 @@ def gradient_reach(agent, batches: Mapping[str, object], contexts: tuple[Tensor,
                    ) -> dict[str, dict[str, float]]:
     """``{loss: {network: gradient norm}}``: one backward pass per loss, from zeroed gradients.
 
-    ``batches``: a ``TorchBatch`` per world-model part (``"diffusion"``, ``"reward_end"``: what
-    ``replay.sample_training_batch(..., part)`` gives); ``contexts``: real contexts to imagine from, as
-    ``replay.sample_contexts`` gives them. Leaves every gradient at None.
+    ``batches``: a ``TorchBatch`` per world-model loss (``"diffusion"``, ``"reward_end"``: what
+    ``replay.sample_diffusion_batch`` and ``sample_reward_end_batch`` give); ``contexts``: real contexts to
+    imagine from, as ``replay.sample_contexts`` gives them. Leaves every gradient at None.
     """
     from jedi_core.imagination import actor_critic_loss, imagine
 
@@ -54,7 +54,7 @@ def gradient_reach(agent, batches: Mapping[str, object], contexts: tuple[Tensor,
             rollout = imagine(agent.world_model, agent.actor_critic, *contexts, ac_cfg.horizon)
             loss = actor_critic_loss(rollout, ac_cfg)[0]
         else:
-            loss = agent.world_model(batches[part], part)[0]
+            loss = getattr(agent.world_model, f"{part}_loss")(batches[part])[0]
         loss.backward()
         reach[loss_name] = _gradient_norms(networks)
     agent.zero_grad(set_to_none=True)

@@ -13,6 +13,7 @@ from jedi_core.agent import Agent
 from jedi_core.configlib import apply_overrides
 from jedi_core.imagination import imagine
 from jedi_core.replay import TorchBatch
+from jedi_core.runtime import autocast
 
 
 def fast_copy(agent: Agent, precision: str = "fp32", compile_mode: str = "off", backend: str = "inductor"
@@ -38,8 +39,9 @@ def output_deviation(reference: Agent, fast: Agent, batch: TorchBatch, contexts:
                      seed: int = 0) -> dict[str, float]:
     """Relative errors of ``fast`` (same weights, built with the fast settings) against ``reference``.
 
-    Compared with the same random draws: the world-model loss on ``batch``, the denoiser's output D on the
-    batch's last frames, and one imagined step from ``contexts`` (next latent and the actor-critic's logits).
+    Compared with the same random draws: the diffusion loss on ``batch`` (a diffusion window), the denoiser's
+    output D on its last frame, and one imagined step from ``contexts`` (next latent and the actor-critic's
+    logits).
     """
     results = [_outputs(agent, batch, contexts, seed) for agent in (reference, fast)]
     return {key: relative_error(results[0][key], results[1][key]) for key in results[0]}
@@ -52,13 +54,14 @@ def _outputs(agent: Agent, batch: TorchBatch, contexts: tuple[Tensor, Tensor],
     world_model.eval()
     torch.manual_seed(seed)
     length = world_model.context_length
-    with world_model.autocast():
-        loss, _ = world_model(batch)
+    with autocast(batch.obs.device, agent.cfg.performance.precision):
+        loss, _ = world_model.diffusion_loss(batch)
         latents = world_model.encode(batch.obs[:, -length - 1:])
         sigma = torch.full((latents.shape[0],), 1.0, device=latents.device)
         noisy = latents[:, -1] + torch.randn_like(latents[:, -1])
         denoised = world_model.denoiser.denoise(noisy, sigma, latents[:, :-1], batch.actions[:, -length:])
     generator = torch.Generator(latents.device).manual_seed(seed)
-    rollout = imagine(world_model, agent.actor_critic, *contexts, horizon=1, generator=generator)
+    with autocast(batch.obs.device, agent.cfg.performance.precision):
+        rollout = imagine(world_model, agent.actor_critic, *contexts, horizon=1, generator=generator)
     return {"loss": loss, "denoised": denoised, "imagined_latent": rollout.latents[:, -1],
             "policy_logits": rollout.logits[:, 0]}

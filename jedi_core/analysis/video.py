@@ -88,11 +88,10 @@ def imagine_episode(world_model: WorldModel, recording: EpisodeRecording, probe:
     context = frames_to_float(torch.from_numpy(recording.frames[:length]).to(device))[None]
     actions = torch.from_numpy(recording.actions).to(device)
     imagined = list(recording.frames[:length])
-    with world_model.autocast():  # one precision context for the whole rollout, as in imagination
-        state = world_model.burn_in(context, actions[None, :length - 1])
-        for step in range(length - 1, len(actions)):
-            latent, _, _, state = world_model.imagine_step(state, actions[step:step + 1], generator)
-            imagined.append(draw_latents(probe, latent)[0])
+    state = world_model.burn_in(context, actions[None, :length - 1])
+    for step in range(length - 1, len(actions)):
+        latent, _, _, state = world_model.imagine_step(state, actions[step:step + 1], generator)
+        imagined.append(draw_latents(probe, latent)[0])
     return np.stack(imagined)
 
 

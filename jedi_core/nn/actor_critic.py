@@ -26,11 +26,10 @@ class ActorCritic(nn.Module):
     """
 
     def __init__(self, in_channels: int, in_size: int, num_actions: int, channels: Sequence[int],
-                 downsample: Sequence[int], lstm_dim: int, stem_silu: bool = False):
+                 downsample: Sequence[int], lstm_dim: int):
         super().__init__()
-        # DIAMOND flattens the stem's residual stream straight into the LSTM; stem_silu adds a SiLU first.
-        activation = [nn.SiLU()] if stem_silu else []
-        self.stem = nn.Sequential(*conv_stem(in_channels, channels, downsample), *activation, nn.Flatten())
+        # DIAMOND flattens the stem's residual stream straight into the LSTM, with nothing between.
+        self.stem = nn.Sequential(*conv_stem(in_channels, channels, downsample), nn.Flatten())
         features = channels[-1] * (in_size // 2 ** sum(downsample)) ** 2
         self.lstm = nn.LSTMCell(features, lstm_dim)
         init_lstm(self.lstm)

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from jedi_core.nn.blocks import Conv3x3, GroupNorm, LSTMState, ResEncoder, init_lstm
+from jedi_core.nn.blocks import Conv3x3, LSTMState, ResEncoder, init_lstm
 from jedi_core.nn.ops import fp32_outputs, masked_mean, sample_categorical
 
 
@@ -22,13 +22,12 @@ class RewardEndModel(nn.Module):
     """Predicts sign(reward) (3 classes) and the end flag (2 classes) of each transition, with memory.
 
     A conv tower with action-conditioned AdaGroupNorm reads each stacked pair (x_t, x_t+1); an LSTM carries
-    what it saw along the segment (or along an imagined rollout). ``normalize_lstm_input`` puts a GroupNorm
-    and a 1/sqrt(fan-in) scale between them (not in DIAMOND). Outputs are fp32 under any autocast.
+    what it saw along the segment (or along an imagined rollout), reading the tower's features as they are
+    (DIAMOND). Outputs are fp32 under any autocast.
     """
 
     def __init__(self, frame_channels: int, frame_size: int, num_actions: int, cond_channels: int,
-                 depths: Sequence[int], channels: Sequence[int], attention: Sequence[bool], lstm_dim: int,
-                 normalize_lstm_input: bool = False):
+                 depths: Sequence[int], channels: Sequence[int], attention: Sequence[bool], lstm_dim: int):
         super().__init__()
         self.action_embedding = nn.Embedding(num_actions, cond_channels)
         self.conv_in = Conv3x3(2 * frame_channels, channels[0])
@@ -37,19 +36,6 @@ class RewardEndModel(nn.Module):
         features = channels[-1] * feature_size**2
         self.lstm = nn.LSTM(features, lstm_dim, batch_first=True)
         init_lstm(self.lstm)
-        # DIAMOND feeds the encoder's features straight into the LSTM (normalize_lstm_input=False). At lr
-        # 1e-3 that fails (measured on Catch): the residual stream is unnormalised, and under Adam its
-        # zero-initialised branches grow within tens of updates; and Adam moves each of the LSTM's thousands
-        # of input weights by about lr per step, so the gate pre-activations move ~fan-in times faster than
-        # the small layers around them. The gates saturate within ~50 updates, fitting the class prior before
-        # any feature is learnt. The normalised input fixes both: a GroupNorm keeps the features at unit
-        # scale, and scaling them by 1/sqrt(fan-in) with initial weights sqrt(fan-in) larger leaves the
-        # function at init unchanged and divides that speed by sqrt(fan-in) (the muP rule for Adam, in
-        # spirit). At DIAMOND's lr 1e-4 the input layer then learns that much slower (docs/fidelity.md).
-        self.out_norm = GroupNorm(channels[-1]) if normalize_lstm_input else nn.Identity()
-        self.input_scale = features**-0.5 if normalize_lstm_input else 1.0
-        with torch.no_grad():
-            self.lstm.weight_ih_l0.div_(self.input_scale)
         self.head = nn.Sequential(nn.Linear(lstm_dim, lstm_dim), nn.SiLU(),
                                   nn.Linear(lstm_dim, 3 + 2, bias=False))
         fp32_outputs(self)
@@ -63,8 +49,8 @@ class RewardEndModel(nn.Module):
         if next_frames is None:
             next_frames = frames[:, 1:]
         pairs = torch.cat([frames[:, :-1], next_frames], dim=2).flatten(0, 1)
-        features = self.out_norm(self.encoder(self.conv_in(pairs), self.action_embedding(actions.flatten())))
-        hidden, state = self.lstm(features.reshape(batch, steps, -1) * self.input_scale, state)
+        features = self.encoder(self.conv_in(pairs), self.action_embedding(actions.flatten()))
+        hidden, state = self.lstm(features.reshape(batch, steps, -1), state)
         logits = self.head(hidden)
         return logits[..., :3], logits[..., 3:], state
 

@@ -23,9 +23,11 @@ from jedi_core.replay.sampling import (
     RECENCY_GROUP_WEIGHTS,
     recency_weights,
     sample_contexts,
-    sample_training_batch,
+    sample_diffusion_batch,
+    sample_reward_end_batch,
+    sample_windows,
 )
 
 __all__ = ["RECENCY_GROUP_WEIGHTS", "REPLAY_INDEX", "Batch", "Episode", "ReplayBuffer", "ReplayFileError",
            "Segment", "TorchBatch", "frames_to_float", "recency_weights", "sample_contexts",
-           "sample_training_batch"]
+           "sample_diffusion_batch", "sample_reward_end_batch", "sample_windows"]

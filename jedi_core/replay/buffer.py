@@ -11,13 +11,11 @@ from __future__ import annotations
 import json
 import os
 import zlib
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from jedi_core.replay.episode import Batch, Episode
-from jedi_core.replay.sampling import RECENCY_GROUP_WEIGHTS, recency_weights
+from jedi_core.replay.episode import Episode
 from jedi_core.runtime import atomic_write_bytes
 
 REPLAY_INDEX = "replay.json"
@@ -71,29 +69,6 @@ class ReplayBuffer:
         """Transitions whose reward sign is not the commonest one: all but the largest of the three counts
         (DIAMOND's rule for when random play has shown the reward model enough)."""
         return sum(sorted(self.reward_sign_counts().values())[:-1])
-
-    def sample(self, batch_size: int, num_steps: int, rng: np.random.Generator,
-               group_weights: Sequence[float] = RECENCY_GROUP_WEIGHTS, pad_after: bool = False,
-               avoid_terminal_end: bool = False) -> Batch:
-        """``batch_size`` windows of ``num_steps`` transitions from recency-weighted episodes.
-
-        Without ``pad_after`` a window ends at a uniformly drawn step of its episode and is padded only
-        before the start; with it, windows may also run past the end. ``avoid_terminal_end`` keeps windows
-        from ending on a terminated episode's last frame (imagination cannot go on from a terminal state).
-        """
-        lengths = [e.num_steps for e in self.episodes]
-        chosen = rng.choice(len(self.episodes), size=batch_size, p=recency_weights(lengths, group_weights))
-        segments = []
-        for index in chosen:
-            length = lengths[index]
-            if pad_after:
-                start = int(rng.integers(1 - num_steps, length))
-            else:
-                ends_terminal = length > 1 and self.episodes[index].terminated[-1]
-                last = length - 1 if avoid_terminal_end and ends_terminal else length
-                start = int(rng.integers(1, last + 1)) - num_steps
-            segments.append(self.episodes[index].segment(start, num_steps, pad_after=pad_after))
-        return Batch.stack(segments)
 
     # -- disk ---------------------------------------------------------------------------------
 

@@ -108,6 +108,11 @@ class Episode:
                                       self._life_loss))
 
     @property
+    def ends_in_a_loss(self) -> bool:
+        """Whether the last step was a game over or a lost life (its frame is where the episode ends)."""
+        return self.num_steps > 0 and bool(self.terminated[-1] or self.life_loss[-1])
+
+    @property
     def total_reward(self) -> float:
         return float(self.rewards.sum())
 
@@ -120,8 +125,9 @@ class Episode:
         if num_steps < 1:
             raise ValueError(f"a segment needs at least one step, got num_steps={num_steps}")
         stop = start + num_steps
-        if stop < 1 or start >= self.num_steps:
-            raise ValueError(f"segment [{start}, {stop}) holds no step of this {self.num_steps}-step episode")
+        if stop < 0 or start > self.num_steps:
+            raise ValueError(f"segment [{start}, {stop}) holds no frame of this {self.num_steps}-step "
+                             "episode")
         if stop > self.num_steps and not pad_after:
             raise ValueError(f"segment [{start}, {stop}) runs past the episode's {self.num_steps} steps; "
                              "pass pad_after=True to pad it")

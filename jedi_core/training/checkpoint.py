@@ -37,10 +37,9 @@ from jedi_core.training.run_dir import (
     read_metrics,
 )
 
-#: 2: ``world_model.reward_end.lstm_input``, ``actor_critic.stem_silu`` and ``world_model.updates`` (version 1
-#: files were all "normalized", True and joint; a missing key now reads as the paper's "raw", False and
-#: "separate"), and one world-model optimiser per update part (``wm_optimizers``).
-CHECKPOINT_VERSION = 2
+#: 3: one optimiser per world-model module (``wm_optimizers`` by module name), the imagined rollouts carried
+#: between actor-critic updates (``imagination``), and the paper's code path in every preset.
+CHECKPOINT_VERSION = 3
 #: Settings a resumed run may change: where and how fast it runs, and where it logs; never what it computes.
 RESUMABLE_CHANGES = {"device", "performance.precision", "performance.compile", "performance.cuda_graphs",
                      "performance.tf32", "performance.cudnn_benchmark", "logging.tensorboard"}
