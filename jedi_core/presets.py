@@ -109,7 +109,7 @@ def toy() -> Config:
                                    first_epoch_world_model_updates=500, first_epoch_actor_critic_updates=50,
                                    final_training_epochs=0, eval_every_epochs=2, periodic_eval_episodes=20,
                                    checkpoint_every_epochs=5)
-    return dataclasses.replace(cfg, preset="toy", env_steps=4_000, eval_episodes=100,
+    return dataclasses.replace(cfg, preset="toy", env_steps=6_000, eval_episodes=100,
                                env=dataclasses.replace(cfg.env, kind="toy"), world_model=world_model,
                                actor_critic=actor_critic, training=training)
 
