@@ -5,18 +5,23 @@
 #
 #   bash benchmarks/gpu_session.sh [--cpu-dry-run] [OUT_DIR]         # OUT_DIR default: runs/gpu_session
 #
-# Stages (each its own Python process under `timeout`, so one that fails or hangs never costs the others):
-#   ceilings    a tiny kernel's cost launched eagerly and replayed from a CUDA graph; copy bandwidth; matmul
-#   bench_fp32  `python -m jedi_core bench`, atari100k (JEDI) against diamond (pixel), fp32 eager
-#   profile     benchmarks/profile_step.py on atari100k: kernels and host time per imagined step
-#   run_probe   a real atari100k run on Breakout, every phase timed, projected to the whole schedule
-#   bench_bf16  the bench again with performance.precision=bf16
-#   graphs      the bench with performance.cuda_graphs=true (each imagined world-model step and each whole
-#               update one CUDA graph)
-#   compile     performance.compile=default: compile time and rate of the actor-critic update, errors kept
-# Every stage writes OUT_DIR/<stage>.json and OUT_DIR/logs/<stage>.log; OUT_DIR/stages.json has each stage's
-# status (ok, skipped, failed, timed out), OUT_DIR/environment.json the device, versions and commit, and
-# OUT_DIR/summary.md (also printed last) the table of all of them with the JEDI/pixel ratios.
+# Stages, the decisive ones first (each its own Python process under `timeout`, so one that fails or hangs
+# never costs the others; those the time budget does not reach are recorded as skipped):
+#   ceilings     a tiny kernel's cost launched eagerly and replayed from a CUDA graph; copy bandwidth; matmul
+#   graphs       `python -m jedi_core bench`, atari100k (JEDI) against diamond (pixel), with
+#                performance.cuda_graphs=true (each imagined world-model step and each whole update one graph)
+#   graphs_bf16  the same with performance.precision=bf16
+#   bench_fp32   the bench eagerly in fp32: the same card's baseline
+#   run_probe    a real atari100k run on Breakout with CUDA graphs, every phase timed, projected to the whole
+#                schedule
+#   profile      benchmarks/profile_step.py on atari100k: kernels and host time per imagined step
+#   bench_bf16   the eager bench with performance.precision=bf16
+#   compile      performance.compile=default: compile time and rate of the actor-critic update, errors kept
+# OUT_DIR receives four files, whatever happens (each rewritten after every stage, so a run cut short keeps
+# what it finished): gpu_session.tar.gz (every stage's <stage>.json and logs/<stage>.log, environment.json,
+# stages.json, summary.md), summary.md (also printed last: each stage's status and key numbers, the JEDI/pixel
+# tables), stages.json (each stage's status: ok, skipped, failed, timed out) and environment.json (the
+# device, versions and commit). The files are made in WORK (default: a new temporary folder), then packed.
 #
 # Settings (environment variables):
 #   STAGES="ceilings bench_fp32 ..."   run only these (in the fixed order above)
@@ -30,12 +35,13 @@
 #                                      PYTHONPATH when gymnasium or ale-py cannot be imported
 #   GIT_COMMIT=SHA                     the commit measured, where the checkout has no git metadata (a file
 #                                      .commit in the repository root holding it works too)
+#   WORK=DIR                           where the stages write before packing (default: a temporary folder)
 # The repository runs from PYTHONPATH (it need not be pip-installed). On a GPU machine without a network:
 # `bash benchmarks/fetch_wheels.sh` on a connected machine first, then
 # `bash benchmarks/gpu_session.sh OUT_DIR` on the GPU machine with build/wheels copied along, allowing it
-# 9 minutes. To keep the results, copy OUT_DIR's JSON files and summary.md to
-# benchmarks/results/<device>_<commit>/ and the tables into benchmarks/RESULTS.md with the device and versions
-# that environment.json records.
+# 9 minutes (benchmarks/README.md gives the exact call). To keep the results, unpack gpu_session.tar.gz into
+# benchmarks/results/<device>_<commit>/ and copy the tables into benchmarks/RESULTS.md with the device and
+# versions that environment.json records.
 set -uo pipefail  # no -e: a failing stage is recorded and the next one runs
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -46,12 +52,15 @@ if [[ ${1:-} == -h || ${1:-} == --help ]]; then
   exit 0
 fi
 if [[ ${1:-} == --cpu-dry-run ]]; then DRY=1; shift; fi
-OUT=${1:-$ROOT/runs/gpu_session}
+RESULTS=${1:-$ROOT/runs/gpu_session}  # the few files that come back from a remote machine
+mkdir -p "$RESULTS"
+RESULTS=$(cd "$RESULTS" && pwd)
+OUT=${WORK:-$(mktemp -d "${TMPDIR:-/tmp}/gpu_session.XXXXXX")}  # every stage's files, packed into RESULTS
 mkdir -p "$OUT/logs"
 OUT=$(cd "$OUT" && pwd)
 cd "$ROOT" || exit 1
 PYTHON=${PYTHON:-python3}
-ALL_STAGES="ceilings bench_fp32 profile run_probe bench_bf16 graphs compile"
+ALL_STAGES="ceilings graphs graphs_bf16 bench_fp32 run_probe profile bench_bf16 compile"
 STAGES=${STAGES:-$ALL_STAGES}
 export PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 MPLBACKEND=Agg
 export PYTHONPATH=$ROOT${PYTHONPATH:+:$PYTHONPATH}
@@ -62,9 +71,9 @@ if ((DRY)); then
   # One thread per process: on a small machine doing other work too, torch's thread pool contends with the
   # other processes' and slows a tiny update ten times.
   export OMP_NUM_THREADS=1
-  TOTAL_BUDGET=${TOTAL_BUDGET:-420}
+  TOTAL_BUDGET=${TOTAL_BUDGET:-480}
   : "${BUDGET_CEILINGS:=60}" "${BUDGET_BENCH_FP32:=90}" "${BUDGET_PROFILE:=90}" "${BUDGET_RUN_PROBE:=120}"
-  : "${BUDGET_BENCH_BF16:=90}" "${BUDGET_GRAPHS:=60}" "${BUDGET_COMPILE:=150}"
+  : "${BUDGET_BENCH_BF16:=90}" "${BUDGET_GRAPHS:=60}" "${BUDGET_GRAPHS_BF16:=60}" "${BUDGET_COMPILE:=150}"
   BENCH_ARGS=(--pair smoke --device cpu --batch 2 --imagination-batches 2 4 --horizon 2
               --warmup 0 --repeats 1 --iterations 1 --threads 1)
   PROFILE_ARGS=(smoke cpu --batch 2)
@@ -73,7 +82,7 @@ if ((DRY)); then
               --actor-critic-updates 2 --warmup-world-model-updates 1 --warmup-actor-critic-updates 1
               --eval-episodes 2 --eval-max-steps 20
               --set env.max_episode_frames=400 world_model.batch_size=2 actor_critic.batch_size=2
-                    actor_critic.horizon=2 training.env_steps_per_epoch=10)
+                    actor_critic.horizon=2 training.env_steps_per_epoch=10 performance.cuda_graphs=true)
   # aot_eager traces the same graphs as inductor without generating kernels (inductor's C++ build would take
   # minutes on a CPU), so the dry run checks the Dynamo path, not the compiler.
   COMPILE_ARGS=(--preset smoke --device cpu --backend aot_eager --batch 2 --horizon 2 --calls 1 --repeats 1
@@ -85,14 +94,14 @@ else
   TOTAL_BUDGET=${TOTAL_BUDGET:-480}
   # Sized from the H100 measurements in benchmarks/RESULTS.md (JEDI ~10 world-model and ~2.6 actor-critic
   # updates/s, pixel ~5.5 and ~0.8/s): each stage is expected to need one half to two thirds of its budget.
-  # These add up to 470 s; compile, last, gets whatever the others left of TOTAL_BUDGET ("rest"): inductor
-  # needs minutes to compile the actor-critic update, so it takes all the time there is.
-  : "${BUDGET_CEILINGS:=20}" "${BUDGET_BENCH_FP32:=100}" "${BUDGET_PROFILE:=40}" "${BUDGET_RUN_PROBE:=140}"
-  : "${BUDGET_BENCH_BF16:=90}" "${BUDGET_GRAPHS:=80}" "${BUDGET_COMPILE:=rest}"
+  # The first five (the decisive ones) add up to 450 s of the 480; profile, bench_bf16 and compile run as
+  # far as the time allows (compile gets whatever is left: inductor needs minutes for the actor-critic update).
+  : "${BUDGET_CEILINGS:=20}" "${BUDGET_GRAPHS:=80}" "${BUDGET_GRAPHS_BF16:=80}" "${BUDGET_BENCH_FP32:=100}"
+  : "${BUDGET_RUN_PROBE:=170}" "${BUDGET_PROFILE:=40}" "${BUDGET_BENCH_BF16:=90}" "${BUDGET_COMPILE:=rest}"
   BENCH_ARGS=(--pair paper --device cuda --imagination-batches 32 128 512 --warmup 1 --repeats 3
               --iterations 1)
   PROFILE_ARGS=(atari100k cuda)
-  PROBE_ARGS=(--preset atari100k --device cuda)
+  PROBE_ARGS=(--preset atari100k --device cuda --set performance.cuda_graphs=true)
   COMPILE_ARGS=(--preset atari100k --device cuda --backend inductor)
   GRAPHS_ARGS=(--preset atari100k --device cuda)
   # An update runs eagerly 3 times, then is captured: 4 warm-up calls. Imagination at batch 512 would take
@@ -102,7 +111,7 @@ fi
 
 # environment.json records them
 export TOTAL_BUDGET STAGES BUDGET_CEILINGS BUDGET_BENCH_FP32 BUDGET_PROFILE BUDGET_RUN_PROBE \
-  BUDGET_BENCH_BF16 BUDGET_GRAPHS BUDGET_COMPILE
+  BUDGET_BENCH_BF16 BUDGET_GRAPHS BUDGET_GRAPHS_BF16 BUDGET_COMPILE
 START=$SECONDS
 say() { echo "=== [$((SECONDS - START)) s] $*"; }
 left() { echo $((TOTAL_BUDGET - (SECONDS - START))); }
@@ -144,6 +153,19 @@ record() {  # stage, rc, seconds, budget, reason
   printf '%s\t%s\t%s\t%s\t%s\n' "$@" >> "$STATUS_LINES"
 }
 
+summarize() {  # summary.md and stages.json from what the stages have written so far
+  "$PYTHON" "$HERE/summary.py" "$OUT" --stage-order "$ALL_STAGES" --mode "$MODE" \
+    --total-budget "$TOTAL_BUDGET" --elapsed $((SECONDS - START)) "$@"
+}
+pack() {  # RESULTS: the archive of everything, and the three files to read first; never half written
+  tar -czf "$RESULTS/gpu_session.tar.gz.part" -C "$OUT" . &&
+    mv "$RESULTS/gpu_session.tar.gz.part" "$RESULTS/gpu_session.tar.gz"
+  for file in summary.md stages.json environment.json; do
+    [[ -f $OUT/$file ]] && cp "$OUT/$file" "$RESULTS/$file.part" && mv "$RESULTS/$file.part" "$RESULTS/$file"
+  done
+  return 0
+}
+
 run_stage() {  # stage, command...: run it under its budget, keep its log, record how it ended
   local stage=$1; shift
   local var budget limit began rc
@@ -168,22 +190,27 @@ run_stage() {  # stage, command...: run it under its budget, keep its log, recor
     echo "--- $stage ended with rc $rc; the end of logs/$stage.log:"
     tail -n 25 "$OUT/logs/$stage.log"
   fi
+  summarize --quiet >/dev/null 2>&1
+  pack
 }
 
 run_stage ceilings "$PYTHON" "$HERE/ceilings.py" --device "$DEVICE" --out "$OUT/ceilings.json"
-run_stage bench_fp32 "$PYTHON" -m jedi_core bench "${BENCH_ARGS[@]}" --out "$OUT/bench_fp32.json"
-run_stage profile "$PYTHON" "$HERE/profile_stage.py" "${PROFILE_ARGS[@]}" --out "$OUT/profile.json"
-run_stage run_probe "$PYTHON" "$HERE/run_probe.py" "${PROBE_ARGS[@]}" --out "$OUT/run_probe.json"
-run_stage bench_bf16 "$PYTHON" -m jedi_core bench "${BENCH_ARGS[@]}" --set performance.precision=bf16 \
-  --out "$OUT/bench_bf16.json"
-# Hook for the CUDA-graph path: graphs.py benches performance.cuda_graphs=true once the config has that key
-# (and a GPU is there), and otherwise writes {"stage_skipped": REASON}; it benches with the bench settings.
+# graphs.py benches performance.cuda_graphs=true (GRAPHS_SET: more settings), or writes {"stage_skipped": WHY}.
 run_stage graphs "$PYTHON" "$HERE/graphs.py" "${GRAPHS_ARGS[@]}" --out "$OUT/graphs.json" \
   -- "${BENCH_ARGS[@]}" "${GRAPHS_BENCH_ARGS[@]}"
+run_stage graphs_bf16 env GRAPHS_SET=performance.precision=bf16 "$PYTHON" "$HERE/graphs.py" "${GRAPHS_ARGS[@]}" \
+  --out "$OUT/graphs_bf16.json" -- "${BENCH_ARGS[@]}" "${GRAPHS_BENCH_ARGS[@]}"
+run_stage bench_fp32 "$PYTHON" -m jedi_core bench "${BENCH_ARGS[@]}" --out "$OUT/bench_fp32.json"
+run_stage run_probe "$PYTHON" "$HERE/run_probe.py" "${PROBE_ARGS[@]}" --out "$OUT/run_probe.json"
+run_stage profile "$PYTHON" "$HERE/profile_stage.py" "${PROFILE_ARGS[@]}" --out "$OUT/profile.json"
+run_stage bench_bf16 "$PYTHON" -m jedi_core bench "${BENCH_ARGS[@]}" --set performance.precision=bf16 \
+  --out "$OUT/bench_bf16.json"
 run_stage compile "$PYTHON" "$HERE/compile_probe.py" "${COMPILE_ARGS[@]}" --mode default \
   --out "$OUT/compile.json"
 
-say "summary"
+say "summary (everything: $RESULTS/gpu_session.tar.gz)"
 # Exits 1 if a stage failed or timed out; every stage has run and written what it could by then.
-"$PYTHON" "$HERE/summary.py" "$OUT" --stage-order "$ALL_STAGES" --mode "$MODE" \
-  --total-budget "$TOTAL_BUDGET" --elapsed $((SECONDS - START))
+summarize
+status=$?
+pack
+exit $status

@@ -246,8 +246,8 @@ class TrainingConfig:
 class PerformanceConfig:
     """How fast the same model runs. Changes speed and rounding, never the model or the schedule.
 
-    All are off by default: each is kept on for a preset only once the bench shows it helps. A resumed run may
-    change them.
+    Each is off by default until a measurement shows it helps (``channels_last`` is on for a CPU:
+    ``benchmarks/profile_run.py``). A resumed run may change them.
     """
 
     precision: str = option("fp32", choices=("fp32", "bf16"),
@@ -260,6 +260,9 @@ class PerformanceConfig:
                                            "actor-critic update's whole imagined rollout) from a CUDA graph "
                                            "(one launch instead of thousands; on a CPU the same buffers run "
                                            "eagerly)")
+    channels_last: str = option("auto", choices=("auto", "on", "off"),
+                                help="keep conv weights and activations channels-last (NHWC); auto: on a CPU "
+                                     "(oneDNN runs the convolutions 1.3-1.5x faster so), off on a GPU")
     tf32: bool = option(False, help="GPU matmuls and convolutions in TF32 (10-bit mantissa inputs, fp32 "
                                     "sums)")
     cudnn_benchmark: bool = option(False, help="let cuDNN time its convolution algorithms once per shape")

@@ -115,7 +115,7 @@ def toy() -> Config:
 
 
 def cpu() -> Config:
-    """Real Atari games learnt on a CPU: about an hour a run on one thread (two runs side by side on 2 cores).
+    """Real Atari games learnt on a CPU: about two hours a run on one thread (two side by side on 2 cores).
 
     A fifth of the Atari100k budget in env steps (20,000) and 2,890 world-model and 2,090 actor-critic
     updates (``atari100k``: about 410,000 of each), with near smoke-sized models at the toy game's learning

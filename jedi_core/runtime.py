@@ -163,6 +163,17 @@ def autocast(device: torch.device | str, precision: str, cache_enabled: bool = T
                           cache_enabled=cache_enabled)
 
 
+def use_channels_last(module: nn.Module, setting: str, device: torch.device | str) -> nn.Module:
+    """``performance.channels_last``: ``module``'s 4-d weights in channels-last memory format (in place), so
+    its convolutions run and return NHWC; ``"auto"`` does so on a CPU only. The numbers are the same, to
+    float rounding; checkpoints load either way."""
+    if setting not in ("auto", "on", "off"):
+        raise ValueError(f"channels_last {setting!r} is not allowed; choose one of: auto, on, off")
+    if setting == "on" or (setting == "auto" and torch.device(device).type == "cpu"):
+        module.to(memory_format=torch.channels_last)
+    return module
+
+
 #: Why ``compile=reduce-overhead`` is not this project's graph path.
 REDUCE_OVERHEAD_WARNING = (
     "performance.compile=reduce-overhead: inductor's CUDA graph trees may overwrite the actor-critic's LSTM "

@@ -6,6 +6,7 @@ Each fixture returns a function (a factory), so a test can build several with di
 """
 
 import importlib.util
+import os
 import shutil
 from pathlib import Path
 from typing import NamedTuple
@@ -20,6 +21,12 @@ from jedi_core.analysis.bench import synthetic_replay
 from jedi_core.config import Config
 from jedi_core.presets import make_config
 from jedi_core.replay import TorchBatch
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Two workers share the cores (pyproject's -n): one thread each, for them and the processes they start,
+    # so that none waits on a busy core and a run's trajectory is the same on any machine.
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
 
 #: Actions of the synthetic batches and replays (Breakout's minimal action set).
 NUM_ACTIONS = 4

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,9 @@ from jedi_core.training.schedule import schedule_epochs, total_updates
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "gpu_session.sh"
-STAGES = ["ceilings", "bench_fp32", "profile", "run_probe", "bench_bf16", "graphs", "compile"]
+STAGES = ["ceilings", "graphs", "graphs_bf16", "bench_fp32", "run_probe", "profile", "bench_bf16", "compile"]
+#: What comes back from a remote GPU run: at most 8 files of its output folder.
+MAX_RETURNED_FILES = 8
 #: Stages that may skip themselves on a CPU: none (the CUDA-graph stage runs its buffers eagerly there).
 MAY_SKIP: set[str] = set()
 
@@ -27,10 +30,23 @@ def run_script(*args, env=None, timeout=900):
                           text=True, timeout=timeout)
 
 
+def unpack(results: Path) -> Path:
+    """The output folder's archive, unpacked beside it; each file read first is a copy of the archive's."""
+    returned = sorted(os.listdir(results))
+    assert returned == ["environment.json", "gpu_session.tar.gz", "stages.json", "summary.md"]
+    assert len(returned) <= MAX_RETURNED_FILES and all((results / name).is_file() for name in returned)
+    out = results.parent / "unpacked"
+    with tarfile.open(results / "gpu_session.tar.gz") as archive:
+        archive.extractall(out, filter="data")
+    for name in returned[:1] + returned[2:]:
+        assert (out / name).read_text() == (results / name).read_text(), name
+    return out
+
+
 def test_cpu_dry_run_runs_every_stage(tmp_path):
-    out = tmp_path / "out"
-    result = run_script("--cpu-dry-run", str(out))
+    result = run_script("--cpu-dry-run", str(tmp_path / "out"))
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    out = unpack(tmp_path / "out")
 
     stages = json.loads((out / "stages.json").read_text())
     assert list(stages) == STAGES
@@ -51,10 +67,12 @@ def test_cpu_dry_run_runs_every_stage(tmp_path):
     # A launch of a one-element kernel costs microseconds, not nothing and not a second.
     assert 0.1 < ceilings["eager_tiny_kernel_us"] < 10_000 and ceilings["graph_tiny_kernel_us"] is None
     assert ceilings["skipped_parts"]  # the CUDA-graph part, named
-    for name, precision in (("bench_fp32", "fp32"), ("bench_bf16", "bf16")):
+    for name, precision, graphs in (("bench_fp32", "fp32", False), ("bench_bf16", "bf16", False),
+                                    ("graphs", "fp32", True), ("graphs_bf16", "bf16", True)):
         bench = json.loads((out / f"{name}.json").read_text())
         assert bench["jedi"]["preset"] == "smoke" and bench["pixel"]["preset"] == "smoke_diamond"
         assert bench["jedi"]["performance"]["precision"] == precision
+        assert bench["jedi"]["performance"]["cuda_graphs"] is graphs
         assert bench["ratios"] and all(  # each ratio is JEDI's rate over the pixel model's, on this run
             ratio == pytest.approx(bench["jedi"][key] / bench["pixel"][key]) and ratio > 0
             for key, ratio in bench["ratios"].items())
@@ -65,6 +83,7 @@ def test_cpu_dry_run_runs_every_stage(tmp_path):
     assert step["cuda_kernels"] is None  # no CUDA here: no kernel count, rather than a zero
     probe = json.loads((out / "run_probe.json").read_text())
     assert probe["complete"] and probe["projection"]["complete_without_evaluation"]
+    assert "performance.cuda_graphs=true" in probe["overrides"]  # the real run, on the graph path
     rates, schedule, hours = probe["rates"], probe["schedule"], probe["projection"]["hours"]
     # Rates are per update and per step of this short run (each update is less than the whole probe);
     # the projection is the preset's own schedule at those rates.
@@ -81,9 +100,6 @@ def test_cpu_dry_run_runs_every_stage(tmp_path):
     compiled = json.loads((out / "compile.json").read_text())
     assert compiled["complete"] and "errors" not in compiled, compiled.get("errors")
     assert compiled["measures"]["actor_critic_update"]["per_s"] > 0
-    if stages["graphs"]["state"] == "skipped":
-        assert "stage_skipped" in json.loads((out / "graphs.json").read_text())
-
     summary = (out / "summary.md").read_text()
     assert summary in result.stdout
     for name in STAGES:
@@ -105,10 +121,11 @@ case "$*" in
 esac
 """)
     python.chmod(0o755)
-    out = tmp_path / "out"
-    result = run_script("--cpu-dry-run", str(out), env={"PYTHON": str(python), "STAGES": "ceilings graphs",
-                                                         "BUDGET_GRAPHS": "1"}, timeout=300)
+    result = run_script("--cpu-dry-run", str(tmp_path / "out"),
+                        env={"PYTHON": str(python), "STAGES": "ceilings graphs", "BUDGET_GRAPHS": "1"},
+                        timeout=300)
     assert result.returncode == 1, result.stdout[-3000:] + result.stderr[-2000:]
+    out = unpack(tmp_path / "out")
     stages = json.loads((out / "stages.json").read_text())
     assert stages["ceilings"]["state"] == "failed" and stages["ceilings"]["rc"] == 3
     assert "stand-in failure" in (out / "logs" / "ceilings.log").read_text()

@@ -17,6 +17,7 @@ from jedi_core.runtime import (
     seed_everything,
     set_backend_flags,
     to_floats,
+    use_channels_last,
 )
 
 
@@ -103,3 +104,15 @@ def test_backend_flags_are_set_both_ways():
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = flags[:2]
         torch.backends.cudnn.benchmark = flags[2]
+
+
+def test_channels_last_is_applied_on_a_cpu_by_auto_and_on_any_device_by_on():
+    def kernel_format(setting, device):
+        conv = use_channels_last(torch.nn.Conv2d(4, 4, 3), setting, device)
+        return conv.weight.is_contiguous(memory_format=torch.channels_last), conv.weight.is_contiguous()
+    assert kernel_format("auto", "cpu") == (True, False)
+    assert kernel_format("off", "cpu") == (False, True)
+    assert kernel_format("on", "cpu") == (True, False)
+    assert kernel_format("auto", "meta") == (False, True)  # not a CPU: left as it is
+    with pytest.raises(ValueError, match="channels_last 'yes' is not allowed; choose one of: auto, on, off"):
+        use_channels_last(torch.nn.Conv2d(4, 4, 3), "yes", "cpu")

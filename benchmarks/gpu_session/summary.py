@@ -16,9 +16,9 @@ import sys
 from pathlib import Path
 
 #: A stage's JSON output, by stage name.
-OUTPUTS = {"ceilings": "ceilings.json", "bench_fp32": "bench_fp32.json", "profile": "profile.json",
-           "run_probe": "run_probe.json", "bench_bf16": "bench_bf16.json", "graphs": "graphs.json",
-           "compile": "compile.json"}
+OUTPUTS = {"ceilings": "ceilings.json", "graphs": "graphs.json", "graphs_bf16": "graphs_bf16.json",
+           "bench_fp32": "bench_fp32.json", "run_probe": "run_probe.json", "profile": "profile.json",
+           "bench_bf16": "bench_bf16.json", "compile": "compile.json"}
 TIMED_OUT = {124, 137}  # timeout(1): TERM sent; KILL sent after the grace period
 
 
@@ -84,7 +84,7 @@ def key_numbers(name: str, data: dict | None) -> str:
         return (f"tiny kernel {number(data.get('eager_tiny_kernel_us'))} us eager / "
                 f"{number(data.get('graph_tiny_kernel_us'))} us in a CUDA graph; copy "
                 f"{number(data.get('copy_GBps_read_plus_write'))} GB/s; matmul {matmul}")
-    if name.startswith("bench") or name == "graphs":
+    if name.startswith(("bench", "graphs")):
         jedi, ratios = data.get("jedi", {}), data.get("ratios", {})
         return (f"JEDI {number(jedi.get('world_model_updates_per_s'))} WM upd/s, "
                 f"{number(jedi.get('actor_critic_updates_per_s'))} AC upd/s; JEDI/pixel "
@@ -119,7 +119,8 @@ def key_numbers(name: str, data: dict | None) -> str:
 
 
 def bench_table(out: Path) -> list[str]:
-    files = (("fp32", "bench_fp32.json"), ("bf16", "bench_bf16.json"), ("graphs", "graphs.json"))
+    files = (("fp32", "bench_fp32.json"), ("bf16", "bench_bf16.json"), ("graphs", "graphs.json"),
+             ("graphs bf16", "graphs_bf16.json"))
     runs = {label: load(out / file) for label, file in files}
     runs = {label: data for label, data in runs.items() if data and "jedi" in data}
     if not runs:
@@ -199,7 +200,8 @@ def path_projection_table(out: Path) -> list[str]:
              f"{number(hours['actor_critic_updates'])} | {number(rest)} | "
              f"{number(total)} |"]
     for label, file in (("bench, fp32", "bench_fp32.json"), ("bench, bf16", "bench_bf16.json"),
-                        ("bench, CUDA graphs", "graphs.json")):
+                        ("bench, CUDA graphs", "graphs.json"),
+                        ("bench, CUDA graphs, bf16", "graphs_bf16.json")):
         jedi = (load(out / file) or {}).get("jedi", {})
         world_model_rate, actor_critic_rate = (jedi.get("world_model_updates_per_s"),
                                                jedi.get("actor_critic_updates_per_s"))
@@ -220,6 +222,7 @@ def main() -> int:
     parser.add_argument("--mode", default="gpu")
     parser.add_argument("--total-budget", type=int, default=None)
     parser.add_argument("--elapsed", type=int, default=None)
+    parser.add_argument("--quiet", action="store_true", help="write the files, print nothing")
     args = parser.parse_args()
     out = Path(args.out)
     states = stage_states(out, args.stage_order.split())
@@ -240,7 +243,8 @@ def main() -> int:
     text = "\n".join(lines) + "\n"
     (out / "summary.md").write_text(text)
     (out / "stages.json").write_text(json.dumps(states, indent=1))
-    print(text)
+    if not args.quiet:
+        print(text)
     return 1 if any(state["state"] in ("failed", "timed_out") for state in states.values()) else 0
 
 

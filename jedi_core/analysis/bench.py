@@ -30,7 +30,14 @@ import torch
 import jedi_core
 from jedi_core.presets import make_config
 from jedi_core.replay import ReplayBuffer
-from jedi_core.runtime import atomic_write_text, autocast, resolve_device, seed_everything, set_backend_flags
+from jedi_core.runtime import (
+    atomic_write_text,
+    autocast,
+    resolve_device,
+    seed_everything,
+    set_backend_flags,
+    use_channels_last,
+)
 from jedi_core.training.schedule import total_updates
 
 PAIRS = {"paper": ("atari100k", "diamond"), "smoke": ("smoke", "smoke_diamond")}
@@ -88,7 +95,7 @@ def measure_preset(preset: str, settings: dict) -> dict:
     set_backend_flags(cfg.performance.tf32, cfg.performance.cudnn_benchmark)
     rng = seed_everything(0)
     num_actions = settings["num_actions"]
-    agent = Agent(cfg, num_actions).to(device)
+    agent = use_channels_last(Agent(cfg, num_actions).to(device), cfg.performance.channels_last, device)
     agent.compile_per_step_networks(cfg.performance.compile)  # as the trainer does; warm-up absorbs it
     world_model, actor_critic = agent.world_model, agent.actor_critic
     replay = synthetic_replay(settings["replay_steps"], num_actions)

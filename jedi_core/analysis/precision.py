@@ -1,4 +1,4 @@
-"""How far the fast path (bf16 autocast, ``torch.compile``) moves the model's outputs from fp32 eager.
+"""How far the fast path (bf16 autocast, ``torch.compile``, channels-last) moves the outputs from fp32 eager.
 
 :func:`output_deviation` compares two agents with the same weights and the same random draws: the tests
 run it on the CPU, ``benchmarks/precision_check.py`` on a GPU at a preset's real size.
@@ -13,16 +13,19 @@ from jedi_core.agent import Agent
 from jedi_core.configlib import apply_overrides
 from jedi_core.imagination import imagine
 from jedi_core.replay import TorchBatch
-from jedi_core.runtime import autocast
+from jedi_core.runtime import autocast, use_channels_last
 
 
-def fast_copy(agent: Agent, precision: str = "fp32", compile_mode: str = "off", backend: str = "inductor"
-              ) -> Agent:
-    """A new agent with ``agent``'s weights, built with ``performance.precision`` and compiled with
-    ``performance.compile`` as a run with those settings would be (``backend="aot_eager"`` on a CPU)."""
+def fast_copy(agent: Agent, precision: str = "fp32", compile_mode: str = "off", backend: str = "inductor",
+              channels_last: str = "off") -> Agent:
+    """A new agent with ``agent``'s weights, built with ``performance.precision``, ``channels_last`` and
+    compiled with ``performance.compile`` as a run with those settings would be (``backend="aot_eager"`` on
+    a CPU)."""
     cfg = apply_overrides(agent.cfg, [f"performance.precision={precision}",
-                                      f"performance.compile={compile_mode}"])
+                                      f"performance.compile={compile_mode}",
+                                      f"performance.channels_last={channels_last}"])
     fast = Agent(cfg, agent.num_actions).to(agent.device)
+    use_channels_last(fast, channels_last, agent.device)
     fast.load_state_dict(agent.state_dict())
     fast.compile_per_step_networks(compile_mode, backend)
     return fast
@@ -58,7 +61,7 @@ def _outputs(agent: Agent, batch: TorchBatch, contexts: tuple[Tensor, Tensor],
         loss, _ = world_model.diffusion_loss(batch)
         latents = world_model.encode(batch.obs[:, -length - 1:])
         sigma = torch.full((latents.shape[0],), 1.0, device=latents.device)
-        noisy = latents[:, -1] + torch.randn_like(latents[:, -1])
+        noisy = latents[:, -1] + torch.randn(latents[:, -1].shape, device=latents.device)  # any memory format
         denoised = world_model.denoiser.denoise(noisy, sigma, latents[:, :-1], batch.actions[:, -length:])
     generator = torch.Generator(latents.device).manual_seed(seed)
     with autocast(batch.obs.device, agent.cfg.performance.precision):

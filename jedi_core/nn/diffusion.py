@@ -93,7 +93,9 @@ def sample_sigma(batch_size: int, settings: EDMSettings, device: torch.device | 
 def add_noise(clean: Tensor, sigma: Tensor, sigma_offset_noise: float) -> Tensor:
     """``clean + offset * eps_c + sigma * eps``: eps_c is one constant per sample and channel."""
     offset = sigma_offset_noise * torch.randn(*clean.shape[:2], 1, 1, device=clean.device, dtype=clean.dtype)
-    return clean + offset + sigma.view(-1, 1, 1, 1) * torch.randn_like(clean)
+    # randn, not randn_like: the same draws in any memory format (channels-last included).
+    noise = torch.randn(clean.shape, device=clean.device, dtype=clean.dtype)
+    return clean + offset + sigma.view(-1, 1, 1, 1) * noise
 
 
 def f_target(clean: Tensor, noisy: Tensor, cs: Conditioners) -> Tensor:

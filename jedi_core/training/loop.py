@@ -24,7 +24,14 @@ from jedi_core.config import Config
 from jedi_core.configlib import to_dict
 from jedi_core.envs import env_num_actions
 from jedi_core.replay import ReplayBuffer, sample_contexts, sample_diffusion_batch, sample_reward_end_batch
-from jedi_core.runtime import Logs, atomic_write_text, resolve_device, seed_everything, set_backend_flags
+from jedi_core.runtime import (
+    Logs,
+    atomic_write_text,
+    resolve_device,
+    seed_everything,
+    set_backend_flags,
+    use_channels_last,
+)
 from jedi_core.training.collect import Collector, evaluate
 from jedi_core.training.harness import RunHarness
 from jedi_core.training.run_dir import FINAL_SCORES_FILE, REPLAY_DIR, run_environment
@@ -59,6 +66,7 @@ class Trainer(RunHarness):
         set_backend_flags(cfg.performance.tf32, cfg.performance.cudnn_benchmark)
         seed_everything(cfg.seed)
         self.agent = Agent(cfg, env_num_actions(cfg.env)).to(self.device)
+        use_channels_last(self.agent, cfg.performance.channels_last, self.device)
         self.agent.compile_per_step_networks(cfg.performance.compile)
         self.wm_optimizers = self.agent.world_model.make_optimizers()  # one per module, the encoder's shared
         self.ac_optimizer, self.ac_scheduler = self.agent.make_actor_critic_optimizer()
