@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Every GPU measurement the project needs, in one command that fits a short slot on a GPU machine (8 minutes
-# of wall time by default), plus a CPU dry run of the same code paths, which CI runs
+# Every GPU measurement the project needs, in one command that fits a short slot on a GPU machine (under 9
+# minutes of wall time by default), plus a CPU dry run of the same code paths, which CI runs
 # (tests/test_gpu_session.py).
 #
 #   bash benchmarks/gpu_session.sh [--cpu-dry-run] [OUT_DIR]         # OUT_DIR default: runs/gpu_session
@@ -8,6 +8,8 @@
 # Stages, the decisive ones first (each its own Python process under `timeout`, so one that fails or hangs
 # never costs the others; those the time budget does not reach are recorded as skipped):
 #   ceilings     a tiny kernel's cost launched eagerly and replayed from a CUDA graph; copy bandwidth; matmul
+#   graphs_check 20 updates of each kind graphed against eager on the same draws (logs and weights within the
+#                device's own spread), fresh draws at every replay, device time per replay
 #   graphs       `python -m jedi_core bench`, atari100k (JEDI) against diamond (pixel), with
 #                performance.cuda_graphs=true (each imagined world-model step and each whole update one graph)
 #   graphs_bf16  the same with performance.precision=bf16
@@ -27,21 +29,21 @@
 #   STAGES="ceilings bench_fp32 ..."   run only these (in the fixed order above)
 #   BUDGET_<STAGE>=SECONDS             one stage's time limit, e.g. BUDGET_RUN_PROBE=200 ("rest": all that is
 #                                      left of TOTAL_BUDGET, compile's default on a GPU)
-#   TOTAL_BUDGET=SECONDS               the whole script's (480 on a GPU; a stage gets at most what is left)
+#   TOTAL_BUDGET=SECONDS               the whole script's (500 on a GPU; a stage gets at most what is left)
 #   PYTHON=python3                     the interpreter that has torch
 #   WHEELS=build/wheels                wheels for a machine without gymnasium/ale-py and without a network
 #                                      (made by benchmarks/fetch_wheels.sh; build/ is ignored by git, so copy
 #                                      the folder along explicitly): installed into a temporary folder on
 #                                      PYTHONPATH when gymnasium or ale-py cannot be imported
-#   GIT_COMMIT=SHA                     the commit measured, where the checkout has no git metadata (a file
-#                                      .commit in the repository root holding it works too)
+#   GIT_COMMIT=SHA                     the commit measured (not needed: without git metadata, environment.json
+#                                      records a hash of the sources, and unpack.py finds their commit)
 #   WORK=DIR                           where the stages write before packing (default: a temporary folder)
 # The repository runs from PYTHONPATH (it need not be pip-installed). On a GPU machine without a network:
 # `bash benchmarks/fetch_wheels.sh` on a connected machine first, then
 # `bash benchmarks/gpu_session.sh OUT_DIR` on the GPU machine with build/wheels copied along, allowing it
-# 9 minutes (benchmarks/README.md gives the exact call). To keep the results, unpack gpu_session.tar.gz into
-# benchmarks/results/<device>_<commit>/ and copy the tables into benchmarks/RESULTS.md with the device and
-# versions that environment.json records.
+# 10 minutes (benchmarks/README.md gives the exact call). To keep the results,
+# `python benchmarks/gpu_session/unpack.py OUT_DIR` unpacks them into benchmarks/results/gpu_<device>_<commit>/;
+# copy the tables into benchmarks/RESULTS.md with the device and versions that environment.json records.
 set -uo pipefail  # no -e: a failing stage is recorded and the next one runs
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -60,7 +62,7 @@ mkdir -p "$OUT/logs"
 OUT=$(cd "$OUT" && pwd)
 cd "$ROOT" || exit 1
 PYTHON=${PYTHON:-python3}
-ALL_STAGES="ceilings graphs graphs_bf16 bench_fp32 run_probe profile bench_bf16 compile"
+ALL_STAGES="ceilings graphs_check graphs graphs_bf16 bench_fp32 run_probe profile bench_bf16 compile"
 STAGES=${STAGES:-$ALL_STAGES}
 export PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 MPLBACKEND=Agg
 export PYTHONPATH=$ROOT${PYTHONPATH:+:$PYTHONPATH}
@@ -72,8 +74,8 @@ if ((DRY)); then
   # other processes' and slows a tiny update ten times.
   export OMP_NUM_THREADS=1
   TOTAL_BUDGET=${TOTAL_BUDGET:-480}
-  : "${BUDGET_CEILINGS:=60}" "${BUDGET_BENCH_FP32:=90}" "${BUDGET_PROFILE:=90}" "${BUDGET_RUN_PROBE:=120}"
-  : "${BUDGET_BENCH_BF16:=90}" "${BUDGET_GRAPHS:=60}" "${BUDGET_GRAPHS_BF16:=60}" "${BUDGET_COMPILE:=150}"
+  : "${BUDGET_CEILINGS:=60}" "${BUDGET_GRAPHS_CHECK:=120}" "${BUDGET_BENCH_FP32:=90}" "${BUDGET_PROFILE:=90}" "${BUDGET_RUN_PROBE:=120}"
+  : "${BUDGET_BENCH_BF16:=90}" "${BUDGET_GRAPHS:=60}" "${BUDGET_GRAPHS_BF16:=90}" "${BUDGET_COMPILE:=150}"
   BENCH_ARGS=(--pair smoke --device cpu --batch 2 --imagination-batches 2 4 --horizon 2
               --warmup 0 --repeats 1 --iterations 1 --threads 1)
   PROFILE_ARGS=(smoke cpu --batch 2)
@@ -89,15 +91,17 @@ if ((DRY)); then
                 --warm-calls 1 --replay-steps 300)
   GRAPHS_ARGS=(--preset smoke --device cpu)
   GRAPHS_BENCH_ARGS=(--warmup 4)
+  CHECK_ARGS=(--preset smoke --device cpu --updates 3 --replay-steps 300
+              --set world_model.batch_size=2 actor_critic.batch_size=2 actor_critic.horizon=2)
 else
   MODE=gpu DEVICE=cuda
-  TOTAL_BUDGET=${TOTAL_BUDGET:-480}
+  TOTAL_BUDGET=${TOTAL_BUDGET:-500}
   # Sized from the H100 measurements in benchmarks/RESULTS.md (JEDI ~10 world-model and ~2.6 actor-critic
   # updates/s, pixel ~5.5 and ~0.8/s): each stage is expected to need one half to two thirds of its budget.
-  # The first five (the decisive ones) add up to 450 s of the 480; profile, bench_bf16 and compile run as
-  # far as the time allows (compile gets whatever is left: inductor needs minutes for the actor-critic update).
-  : "${BUDGET_CEILINGS:=20}" "${BUDGET_GRAPHS:=80}" "${BUDGET_GRAPHS_BF16:=80}" "${BUDGET_BENCH_FP32:=100}"
-  : "${BUDGET_RUN_PROBE:=170}" "${BUDGET_PROFILE:=40}" "${BUDGET_BENCH_BF16:=90}" "${BUDGET_COMPILE:=rest}"
+  # The first six (the decisive ones) add up to the 500 s; profile, bench_bf16 and compile run as far as
+  # the time allows (compile gets whatever is left: inductor needs minutes for the actor-critic update).
+  : "${BUDGET_CEILINGS:=20}" "${BUDGET_GRAPHS_CHECK:=70}" "${BUDGET_GRAPHS:=80}" "${BUDGET_GRAPHS_BF16:=80}"
+  : "${BUDGET_BENCH_FP32:=100}" "${BUDGET_RUN_PROBE:=150}" "${BUDGET_PROFILE:=40}" "${BUDGET_BENCH_BF16:=90}" "${BUDGET_COMPILE:=rest}"
   BENCH_ARGS=(--pair paper --device cuda --imagination-batches 32 128 512 --warmup 1 --repeats 3
               --iterations 1)
   PROFILE_ARGS=(atari100k cuda)
@@ -107,10 +111,11 @@ else
   # An update runs eagerly 3 times, then is captured: 4 warm-up calls. Imagination at batch 512 would take
   # half the stage's budget for the pixel model, and the per-path projection needs only the update rates.
   GRAPHS_BENCH_ARGS=(--warmup 4 --imagination-batches 32 128)
+  CHECK_ARGS=(--preset atari100k --device cuda)
 fi
 
 # environment.json records them
-export TOTAL_BUDGET STAGES BUDGET_CEILINGS BUDGET_BENCH_FP32 BUDGET_PROFILE BUDGET_RUN_PROBE \
+export TOTAL_BUDGET STAGES BUDGET_CEILINGS BUDGET_GRAPHS_CHECK BUDGET_BENCH_FP32 BUDGET_PROFILE BUDGET_RUN_PROBE \
   BUDGET_BENCH_BF16 BUDGET_GRAPHS BUDGET_GRAPHS_BF16 BUDGET_COMPILE
 START=$SECONDS
 say() { echo "=== [$((SECONDS - START)) s] $*"; }
@@ -195,6 +200,7 @@ run_stage() {  # stage, command...: run it under its budget, keep its log, recor
 }
 
 run_stage ceilings "$PYTHON" "$HERE/ceilings.py" --device "$DEVICE" --out "$OUT/ceilings.json"
+run_stage graphs_check "$PYTHON" "$HERE/graphs_check.py" "${CHECK_ARGS[@]}" --out "$OUT/graphs_check.json"
 # graphs.py benches performance.cuda_graphs=true (GRAPHS_SET: more settings), or writes {"stage_skipped": WHY}.
 run_stage graphs "$PYTHON" "$HERE/graphs.py" "${GRAPHS_ARGS[@]}" --out "$OUT/graphs.json" \
   -- "${BENCH_ARGS[@]}" "${GRAPHS_BENCH_ARGS[@]}"

@@ -291,7 +291,7 @@ def _evaluate(args: argparse.Namespace) -> None:
 
 def _bench(args: argparse.Namespace) -> None:
     """``bench``: time a JEDI preset against its pixel-diffusion counterpart, print the table, write JSON."""
-    from jedi_core.analysis.bench import PAIRS, format_table, run_bench, write_report
+    from jedi_core.analysis.bench import PAIRS, format_table, run_bench
     from jedi_core.runtime import resolve_device
 
     if args.ops:
@@ -302,13 +302,18 @@ def _bench(args: argparse.Namespace) -> None:
             raise ValueError(f"--{name} must be at least 1, got {getattr(args, name)}")
     if min(args.imagination_batches) < 1 or args.warmup < 0:
         raise ValueError("--imagination-batches must be at least 1 and --warmup at least 0")
-    report = run_bench(PAIRS[args.pair], args.device, args.batch, args.imagination_batches, args.horizon,
-                       args.warmup, args.repeats, args.iterations, threads=args.threads,
-                       overrides=args.overrides)
-    print(format_table(report))
     variant = "".join(f"_{item.rpartition('.')[2].replace('=', '-')}" for item in args.overrides)
     out = args.out or f"benchmarks/results/bench_{args.pair}_{resolve_device(args.device).type}{variant}.json"
-    print(f"wrote {write_report(report, out)}")
+    report = run_bench(PAIRS[args.pair], args.device, args.batch, args.imagination_batches, args.horizon,
+                       args.warmup, args.repeats, args.iterations, threads=args.threads,
+                       overrides=args.overrides, out=out)
+    if "ratios" in report:
+        print(format_table(report))
+    print(f"wrote {out}")
+    if report["errors"]:
+        failed = ", ".join(report["errors"])
+        raise RuntimeError(f"benchmarking {failed} failed (the traceback is above and in {out}, with what "
+                           "was measured)")
 
 
 def _count_launches(args: argparse.Namespace) -> None:

@@ -16,12 +16,17 @@ same buffers are run eagerly, which is how the CPU tests check the buffer handli
 world-model update (about 840 kernels eager) or an actor-critic update (about 8,300: its whole imagined
 rollout). The optimiser's step stays outside the graph (one fused kernel per parameter group), so the learning
 rate follows the schedule and the optimiser's state and checkpoints are those of the eager path.
+
+A capture that fails (an op CUDA graphs do not allow, say) costs speed, not the run: the step or update warns
+with the traceback, keeps it in ``capture_error``, and runs eagerly from then on.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import traceback
+import warnings
 from collections.abc import Callable, Sequence
 
 import torch
@@ -49,16 +54,26 @@ class StaticStep:
         self.context = context
         self.inputs = [tensor.clone() for tensor in example_inputs]
         self.graph: torch.cuda.CUDAGraph | None = None
+        self.capture_error: str | None = None  # the traceback of a failed capture
         self.outputs: Sequence[Tensor] = ()
-        if self.inputs[0].is_cuda:
-            self._capture()
+        if self.graphed(self.inputs[0]):
+            try:
+                self._capture()
+            except Exception:  # noqa: BLE001 - any failure: run eagerly, and say why
+                self.capture_error = capture_failed("an imagined step")
+
+    @staticmethod
+    def graphed(example: Tensor) -> bool:
+        """Whether calls with inputs like ``example`` are captured: on a GPU."""
+        return example.is_cuda
 
     def _capture(self) -> None:
         for _ in range(WARMUP_RUNS):
             on_side_stream(self.fn, self.inputs, self.context)
-        self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph), self.context():
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph), self.context():
             self.outputs = self.fn(*self.inputs)
+        self.graph = graph  # only a finished capture is ever replayed
 
     def __call__(self, *inputs: Tensor) -> list[Tensor]:
         for buffer, value in zip(self.inputs, inputs, strict=True):
@@ -69,6 +84,16 @@ class StaticStep:
         else:
             self.graph.replay()
         return [output.clone() for output in self.outputs]
+
+
+def capture_failed(what: str) -> str:
+    """Warn that capturing ``what`` failed, with the traceback being handled, and return that traceback."""
+    error = traceback.format_exc()
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()  # a capture cut short must not leave work queued behind it
+    warnings.warn(f"CUDA-graph capture of {what} failed; it runs eagerly from now on.\n{error}",
+                  RuntimeWarning, stacklevel=2)
+    return error
 
 
 def on_side_stream(fn: Callable[..., object], inputs: Sequence[Tensor], context: Callable[[], object]
@@ -104,12 +129,15 @@ class StaticUpdate:
             return loss.detach(), backward_and_clip(loss, logs, update.optimizers, update.clip_groups)
 
         self.fn = fn  # what the graph records
+        loss_fn = update.loss_fn
+        self.name = getattr(getattr(loss_fn, "func", loss_fn), "__name__", "update")  # for messages
         self.optimizers = update.optimizers
         self.parameters = [parameter for group, _ in update.clip_groups.values() for parameter in group]
         self.context = update.context
         self.calls = 0
         self.inputs: list[Tensor] = []
         self.graph: torch.cuda.CUDAGraph | None = None
+        self.capture_error: str | None = None  # the traceback of a failed capture
         self.outputs: LossAndLogs | None = None
         self.grads: list[Tensor | None] = []
         self.structure: list[type | None] = []  # per input: None for a tensor, else its type (a TorchBatch)
@@ -130,19 +158,19 @@ class StaticUpdate:
         inputs = [tensor for item in inputs
                   for tensor in ([item] if isinstance(item, Tensor) else item.tensors())]
         self.calls += 1
-        graphed = self.graphed(inputs[0])
+        graphed = self.graphed(inputs[0]) and self.capture_error is None
         if graphed and self.calls <= WARMUP_RUNS:
             return self._warm_up(inputs)
         if not self.inputs:
             self.inputs = [tensor.clone() for tensor in inputs]
         for buffer, value in zip(self.inputs, inputs, strict=True):
             buffer.copy_(value)
+        if graphed and self.graph is None:
+            graphed = self._try_capture()
         if not graphed:
             with self.context():
                 self.outputs = self.fn(*self.inputs)
         else:
-            if self.graph is None:
-                self._capture()
             self.graph.replay()
             for parameter, grad in zip(self.parameters, self.grads, strict=True):
                 parameter.grad = grad
@@ -169,11 +197,24 @@ class StaticUpdate:
     def _warm_up(self, inputs: Sequence[Tensor]) -> LossAndLogs:
         return on_side_stream(self.fn, inputs, self.context)
 
+    def _try_capture(self) -> bool:
+        """Capture the graph; if that fails, warn with the traceback and run eagerly from now on."""
+        try:
+            self._capture()
+            return True
+        except Exception:  # noqa: BLE001 - any failure: this update runs eagerly, and says why
+            self.capture_error = capture_failed(f"the update of {self.name}")
+            self.graph, self.outputs, self.grads = None, None, []
+            for parameter in self.parameters:
+                parameter.grad = None  # none may live in the abandoned graph's memory
+            return False
+
     def _capture(self) -> None:
-        self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph), self.context():
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph), self.context():
             self.outputs = self.fn(*self.inputs)
         self.grads = [parameter.grad for parameter in self.parameters]
+        self.graph = graph  # only a finished capture is ever replayed
 
 
 # ----------------------------------------------------------------------------------------------
@@ -213,4 +254,5 @@ def graphed_imagine_step(world_model: WorldModel, state: ImaginationState,
             raise ValueError("a graphed step draws from the default generator; pass none")
         next_latent, reward, end, *new_state = static(*flatten(state), action)
         return next_latent, reward, end, unflatten(new_state)
+    step.static = static  # type: ignore[attr-defined]  # its capture_error, for the benchmarks
     return step

@@ -82,3 +82,35 @@ def test_bench_applies_overrides_to_both_presets_and_rejects_bad_ones(tmp_path, 
     assert report["jedi"]["batch_assembly_ms"] > 0 and "precision bf16" in capsys.readouterr().out
     assert main(["bench", "--pair", "smoke", "--set", "performance.precision=fp16"]) == 2
     assert "performance.precision: 'fp16' is not allowed" in capsys.readouterr().err
+
+
+def test_a_preset_that_fails_keeps_its_traceback_and_the_other_presets_numbers(tmp_path, capsys, monkeypatch):
+    """The pixel preset is measured after JEDI's fails; the report on disk holds JEDI's traceback before the
+    pixel preset starts, and the pixel numbers after; the command exits with an error naming the failure."""
+    import multiprocessing
+
+    from jedi_core.analysis import bench
+
+    # A real child that fails (its settings are empty): its traceback comes back to the parent.
+    failed = bench._measure_in_process(multiprocessing.get_context("spawn"), "smoke", {})
+    assert failed["traceback"].startswith("Traceback") and "KeyError" in failed["error"]
+
+    out = tmp_path / "bench.json"
+    measured = []
+
+    def fake_measure(context, preset, settings):
+        measured.append(preset)
+        if preset == "smoke":
+            return failed
+        on_disk = json.loads(out.read_text())  # written as soon as JEDI's attempt ended
+        assert list(on_disk["errors"]) == ["smoke"] and "pixel" not in on_disk
+        return {"preset": preset, "world_model_updates_per_s": 1.0}
+
+    monkeypatch.setattr(bench, "_measure_in_process", fake_measure)
+    assert main(["bench", "--pair", "smoke", "--device", "cpu", "--out", str(out)]) == 2
+    assert measured == ["smoke", "smoke_diamond"]
+    report = json.loads(out.read_text())
+    assert report["pixel"]["world_model_updates_per_s"] == 1.0 and "ratios" not in report
+    assert report["errors"]["smoke"]["traceback"] == failed["traceback"]
+    captured = capsys.readouterr()
+    assert "benchmarking smoke failed" in captured.err and "Traceback" in captured.err

@@ -325,3 +325,79 @@ def test_the_gpu_path_of_graphed_updates_gives_the_eager_updates_under_graph_mem
     assert logs == eager_logs
     _assert_same_actor_critics(eager_agent, agent)
     _assert_same_carried(eager_carried, carried)
+
+
+# ----------------------------------------------------------------------------------------------
+# A capture that fails: the GPU path taken on a CPU, where torch has no CUDA graphs to capture
+
+
+class _CaptureFailsUpdate(StaticUpdate):
+    """:class:`StaticUpdate` taking its GPU path on the CPU, where the real capture raises."""
+
+    @staticmethod
+    def graphed(example):
+        return True
+
+    def _warm_up(self, inputs):
+        with self.context():
+            return self.fn(*inputs)
+
+
+def test_a_failed_capture_warns_with_its_traceback_and_the_update_runs_eagerly(smoke_setup, monkeypatch):
+    monkeypatch.setattr(jedi_core.training.updates, "StaticUpdate", _CaptureFailsUpdate)
+    updates = jedi_core.cuda_graphs.WARMUP_RUNS + 3  # warm-ups, the failed capture, then eager calls
+    eager, _, _, eager_logs = _world_model_updates(smoke_setup, "smoke", (), graphs=False, updates=updates)
+    failed = "capture of the update of (diffusion|reward_end)_loss failed"
+    with pytest.warns(RuntimeWarning, match=failed) as caught:
+        graphed, _, fast, logs = _world_model_updates(smoke_setup, "smoke", (), graphs=True, updates=updates)
+    assert logs == eager_logs
+    _assert_same_weights(eager, graphed)
+    for update in (fast.diffusion, fast.reward_end):
+        assert update.graph is None
+        assert update.capture_error.startswith("Traceback") and "CUDAGraph" in update.capture_error
+    # One warning per update, at its failed capture, not one per later call.
+    assert [str(w.message).split(";")[0] for w in caught if w.category is RuntimeWarning] == [
+        "CUDA-graph capture of the update of diffusion_loss failed",
+        "CUDA-graph capture of the update of reward_end_loss failed"]
+
+
+def test_a_failed_capture_of_the_imagined_step_runs_it_eagerly(smoke_setup, trained_like, monkeypatch):
+    monkeypatch.setattr(jedi_core.cuda_graphs.StaticStep, "graphed", staticmethod(lambda example: True))
+    cfg, agent, replay, rng = smoke_setup()
+    trained_like(agent)
+    frames, actions = _contexts(cfg, agent, replay, rng, 6)
+    with torch.no_grad(), pytest.warns(RuntimeWarning, match="capture of an imagined step failed"):
+        step = graphed_imagine_step(agent.world_model, agent.world_model.burn_in(frames, actions))
+    assert step.static.graph is None and step.static.capture_error.startswith("Traceback")
+    rollouts = {}
+    for name, world_model_step in (("eager", None), ("fallen back", step)):
+        torch.manual_seed(5)
+        rollouts[name] = imagine(agent.world_model, agent.actor_critic, frames, actions, horizon=3,
+                                 world_model_step=world_model_step)
+    for name in ("latents", "rewards", "ends", "actions"):
+        torch.testing.assert_close(getattr(rollouts["fallen back"], name), getattr(rollouts["eager"], name),
+                                   rtol=0, atol=0, msg=name)
+
+
+def test_no_update_depends_on_train_or_eval_mode_so_a_graph_needs_no_key_for_it(smoke_setup, trained_like):
+    """A graph is captured in whatever mode the modules are in. No module here computes differently in train
+    and eval mode (no dropout, no batch norm), so toggling a mode never makes a captured graph stale; the
+    precision is fixed per update object (its context), so that needs no key either."""
+    cfg, agent, replay, rng = smoke_setup("smoke", ["world_model.reward_end.next_input=sampled"])
+    trained_like(agent)
+    world_model = agent.world_model
+    weights = cfg.replay.sample_weights
+    diffusion = sample_diffusion_batch(replay, cfg.world_model, rng, weights).to_torch("cpu")
+    reward_end = sample_reward_end_batch(replay, cfg.world_model, rng, weights).to_torch("cpu")
+    frames, actions = _contexts(cfg, agent, replay, rng, 4)
+    results = {}
+    for mode in (True, False):
+        agent.train(mode)
+        torch.manual_seed(3)
+        diffusion_loss, _ = world_model.diffusion_loss(diffusion)
+        reward_end_loss, _ = world_model.reward_end_loss(reward_end)
+        with torch.no_grad():
+            rollout = imagine(world_model, agent.actor_critic, frames, actions, horizon=2)
+        results[mode] = (diffusion_loss, reward_end_loss, rollout.latents, rollout.logits, rollout.values)
+    for trained, evaluated in zip(results[True], results[False], strict=True):
+        torch.testing.assert_close(evaluated, trained, rtol=0, atol=0)

@@ -17,7 +17,8 @@ from jedi_core.training.schedule import schedule_epochs, total_updates
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "gpu_session.sh"
-STAGES = ["ceilings", "graphs", "graphs_bf16", "bench_fp32", "run_probe", "profile", "bench_bf16", "compile"]
+STAGES = ["ceilings", "graphs_check", "graphs", "graphs_bf16", "bench_fp32", "run_probe", "profile",
+          "bench_bf16", "compile"]
 #: What comes back from a remote GPU run: at most 8 files of its output folder.
 MAX_RETURNED_FILES = 8
 #: Stages that may skip themselves on a CPU: none (the CUDA-graph stage runs its buffers eagerly there).
@@ -76,6 +77,11 @@ def test_cpu_dry_run_runs_every_stage(tmp_path):
         assert bench["ratios"] and all(  # each ratio is JEDI's rate over the pixel model's, on this run
             ratio == pytest.approx(bench["jedi"][key] / bench["pixel"][key]) and ratio > 0
             for key, ratio in bench["ratios"].items())
+    check = json.loads((out / "graphs_check.json").read_text())
+    assert check["complete"] and check["verdict"] == "ok" and not check["capture_errors"]
+    assert set(check["log_differences"]) == {"diffusion", "reward_end", "actor_critic"}
+    assert all(distance["moved"] > 0 for distance in check["weight_distances"].values())  # they trained
+    assert check["fresh_draws"]["diffusion"] == {"unseeded_differ": True, "seeded_equal": True}
     profile = json.loads((out / "profile.json").read_text())
     step, rollout = profile["per_imagined_step"], profile["rollout"]
     assert step["aten_calls"] == pytest.approx(rollout["aten_calls"] / profile["horizon"])
@@ -156,3 +162,69 @@ def test_the_whole_run_is_projected_per_path_from_the_probe_and_each_bench(tmp_p
     # 36,000 / 20 / 3600 = 0.5 h and 7,200 / 4 / 3600 = 0.5 h, plus the probe's 0.5 h of the rest.
     assert "| bench, CUDA graphs | 0.5 | 0.5 | 0.5 | 1.5 |" in table
     assert "bf16" not in table  # measured on another preset: not comparable
+
+
+def test_the_commit_measured_is_found_from_the_sources_where_git_did_not_travel(tmp_path, load_script,
+                                                                               monkeypatch):
+    """A copied checkout records only the hash of its sources; unpack.py finds the commit that has them,
+    the newest first, and says so when none has (uncommitted changes were measured)."""
+    unpack_script = load_script("benchmarks/gpu_session/unpack.py")
+    environment = sys.modules[unpack_script.source_digest.__module__]
+    repo = tmp_path / "repo"
+    (repo / "jedi_core").mkdir(parents=True)
+    (repo / "benchmarks").mkdir()
+    (repo / "notes.txt").write_text("not source\n")
+
+    def git(*args):
+        return subprocess.run(["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.org",
+                               *args], capture_output=True, text=True, check=True).stdout.strip()
+
+    def commit(text):
+        (repo / "jedi_core" / "model.py").write_text(text)
+        (repo / "benchmarks" / "bench.py").write_text("print(1)\n")
+        git("add", ".")
+        git("commit", "-q", "-m", text)
+        return git("rev-parse", "HEAD")
+
+    git("init", "-q")
+    first = commit("x = 1\n")
+    monkeypatch.setattr(environment, "ROOT", repo)
+    monkeypatch.setattr(unpack_script, "ROOT", repo)
+    first_sources = environment.source_sha256()
+    second = commit("x = 2\n")
+    assert unpack_script.commit_source_digest(first) == first_sources
+    assert unpack_script.find_commit(environment.source_sha256()) == second
+    assert unpack_script.find_commit(first_sources) == first
+    (repo / "notes.txt").write_text("changed, but not a source\n")
+    assert unpack_script.find_commit(environment.source_sha256()) == second
+    (repo / "jedi_core" / "model.py").write_text("x = 3\n")
+    assert unpack_script.find_commit(environment.source_sha256()) is None
+
+    results = tmp_path / "results"
+    results.mkdir()
+    (tmp_path / "staged").mkdir()
+    (tmp_path / "staged" / "summary.md").write_text("# Measurements\n")
+    with tarfile.open(results / "gpu_session.tar.gz", "w:gz") as archive:
+        archive.add(tmp_path / "staged" / "summary.md", arcname="summary.md")
+    (results / "environment.json").write_text(json.dumps(
+        {"device": "NVIDIA H100 80GB HBM3", "git_commit": None, "source_sha256": first_sources}))
+    monkeypatch.setattr(sys, "argv", ["unpack.py", str(results), "--into", str(tmp_path / "kept")])
+    assert unpack_script.main() == 0
+    kept = tmp_path / "kept" / f"gpu_nvidia_h100_80gb_hbm3_{first[:7]}"
+    assert (kept / "summary.md").read_text() == "# Measurements\n"
+    assert json.loads((kept / "commit.json").read_text()) == {
+        "git_commit": first, "how": "found by source_sha256", "uncommitted_changes": False}
+
+
+def test_the_summary_keeps_the_numbers_of_a_bench_whose_other_preset_failed(tmp_path, load_script):
+    summary = load_script("benchmarks/gpu_session/summary.py")
+    partial = {"jedi": {"preset": "atari100k", "world_model_updates_per_s": 12.5,
+                        "capture_errors": {"actor_critic": "Traceback ..."}},
+               "errors": {"diamond": {"error": "RuntimeError: boom", "traceback": "Traceback ..."}},
+               "settings": {"repeats": 3, "iterations": 1, "warmup": 4}}
+    (tmp_path / "graphs.json").write_text(json.dumps(partial))
+    table = "\n".join(summary.bench_table(tmp_path))
+    assert "| world_model_updates_per_s | 12.5 | - | -x |" in table
+    assert "atari100k (JEDI) and (failed) (pixel)" in table
+    numbers = summary.key_numbers("graphs", partial)
+    assert "capture failed, ran eagerly: jedi actor_critic" in numbers and "failed: diamond" in numbers

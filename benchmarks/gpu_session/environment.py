@@ -4,8 +4,8 @@ stages import.
     python benchmarks/gpu_session/environment.py --mode gpu --device cuda --out OUT/environment.json
 
 The commit comes from ``GIT_COMMIT`` if set, else from git, else from a file ``.commit`` in the repository
-root (a copied checkout often has no git metadata). ``source_sha256`` hashes the package's and the benchmarks'
-Python files, so two result folders can be matched to the same code even without a commit.
+root. A copied checkout often has none of them: ``source_sha256`` hashes the paths and git blob ids of the
+package's and the benchmarks' Python files, and ``unpack.py`` finds the commit whose files give that hash.
 """
 
 from __future__ import annotations
@@ -50,11 +50,25 @@ def commit() -> dict:
     return {"git_commit": None, "commit_source": "none (no GIT_COMMIT, no git, no .commit)"}
 
 
+#: The code a measurement depends on: the package's and the benchmarks' Python files.
+SOURCE_DIRS, SOURCE_SUFFIX = ("jedi_core", "benchmarks"), ".py"
+
+
+def git_blob_id(data: bytes) -> str:
+    """The id git gives a file with these bytes (so a checkout without git can still name its files)."""
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+def source_digest(blob_ids: dict[str, str]) -> str:
+    """One hash of the source files' paths and git blob ids; ``unpack.py`` finds the commit that has it."""
+    lines = "".join(f"{path} {blob}\n" for path, blob in sorted(blob_ids.items()))
+    return hashlib.sha256(lines.encode()).hexdigest()
+
+
 def source_sha256() -> str:
-    digest = hashlib.sha256()
-    for path in sorted([*ROOT.glob("jedi_core/**/*.py"), *ROOT.glob("benchmarks/**/*.py")]):
-        digest.update(str(path.relative_to(ROOT)).encode() + b"\0" + path.read_bytes() + b"\0")
-    return digest.hexdigest()
+    files = [path for folder in SOURCE_DIRS for path in (ROOT / folder).rglob(f"*{SOURCE_SUFFIX}")]
+    return source_digest({path.relative_to(ROOT).as_posix(): git_blob_id(path.read_bytes())
+                          for path in files})
 
 
 def module_versions() -> dict:

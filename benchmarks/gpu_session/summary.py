@@ -16,7 +16,8 @@ import sys
 from pathlib import Path
 
 #: A stage's JSON output, by stage name.
-OUTPUTS = {"ceilings": "ceilings.json", "graphs": "graphs.json", "graphs_bf16": "graphs_bf16.json",
+OUTPUTS = {"ceilings": "ceilings.json", "graphs_check": "graphs_check.json", "graphs": "graphs.json",
+           "graphs_bf16": "graphs_bf16.json",
            "bench_fp32": "bench_fp32.json", "run_probe": "run_probe.json", "profile": "profile.json",
            "bench_bf16": "bench_bf16.json", "compile": "compile.json"}
 TIMED_OUT = {124, 137}  # timeout(1): TERM sent; KILL sent after the grace period
@@ -84,12 +85,26 @@ def key_numbers(name: str, data: dict | None) -> str:
         return (f"tiny kernel {number(data.get('eager_tiny_kernel_us'))} us eager / "
                 f"{number(data.get('graph_tiny_kernel_us'))} us in a CUDA graph; copy "
                 f"{number(data.get('copy_GBps_read_plus_write'))} GB/s; matmul {matmul}")
+    if name == "graphs_check":
+        if not data.get("complete"):
+            return "incomplete"
+        replays = ", ".join(f"{kind} {number(times.get('replay_ms'))} ms "
+                            f"(eager {number(times.get('eager_update_ms'))})"
+                            for kind, times in data.get("device_ms", {}).items())
+        failed = ", ".join(data.get("capture_errors", {}))
+        return (f"{data.get('verdict')}; replays: {replays}"
+                + (f"; capture failed, ran eagerly: {failed}" if failed else ""))
     if name.startswith(("bench", "graphs")):
         jedi, ratios = data.get("jedi", {}), data.get("ratios", {})
-        return (f"JEDI {number(jedi.get('world_model_updates_per_s'))} WM upd/s, "
+        text = (f"JEDI {number(jedi.get('world_model_updates_per_s'))} WM upd/s, "
                 f"{number(jedi.get('actor_critic_updates_per_s'))} AC upd/s; JEDI/pixel "
                 f"{number(ratios.get('world_model_updates_per_s'))}x WM, "
                 f"{number(ratios.get('actor_critic_updates_per_s'))}x AC")
+        fell_back = [f"{role} {part}" for role in ("jedi", "pixel")
+                     for part in data.get(role, {}).get("capture_errors", {})]
+        failed = list(data.get("errors", {}))
+        return (text + (f"; capture failed, ran eagerly: {', '.join(fell_back)}" if fell_back else "")
+                + (f"; failed: {', '.join(failed)} (traceback in the JSON)" if failed else ""))
     if name == "profile":
         step = data.get("per_imagined_step", {})
         rollout = data.get("rollout", {})
@@ -122,12 +137,15 @@ def bench_table(out: Path) -> list[str]:
     files = (("fp32", "bench_fp32.json"), ("bf16", "bench_bf16.json"), ("graphs", "graphs.json"),
              ("graphs bf16", "graphs_bf16.json"))
     runs = {label: load(out / file) for label, file in files}
-    runs = {label: data for label, data in runs.items() if data and "jedi" in data}
+    runs = {label: data for label, data in runs.items() if data and ("jedi" in data or "pixel" in data)}
     if not runs:
         return []
     keys = []
-    for data in runs.values():
-        keys += [key for key in data.get("ratios", {}) if key not in keys]
+    for data in runs.values():  # a preset that failed leaves the other's numbers, and no ratios
+        measured = data.get("ratios") or {key: value for side in ("jedi", "pixel")
+                                          for key, value in data.get(side, {}).items()
+                                          if isinstance(value, (int, float)) and not isinstance(value, bool)}
+        keys += [key for key in measured if key not in keys]
     header = ["measure"]
     for label in runs:
         header += [f"JEDI {label}", f"pixel {label}", f"JEDI/pixel {label}"]
@@ -137,20 +155,21 @@ def bench_table(out: Path) -> list[str]:
     for key in keys:
         row = [key]
         for data in runs.values():
-            row += [number(data["jedi"].get(key)), number(data["pixel"].get(key)),
+            row += [number(data.get("jedi", {}).get(key)), number(data.get("pixel", {}).get(key)),
                     number(data.get("ratios", {}).get(key)) + "x"]
         if "fp32" in runs:
-            base = runs["fp32"]["jedi"].get(key)
+            base = runs["fp32"].get("jedi", {}).get(key)
             for label, data in runs.items():
                 if label != "fp32":
-                    value = data["jedi"].get(key)
+                    value = data.get("jedi", {}).get(key)
                     row.append(number(value / base) + "x" if value is not None and base else "-")
         lines.append("| " + " | ".join(row) + " |")
-    settings = next(iter(runs.values())).get("settings", {})
-    lines.append(f"\nPresets {next(iter(runs.values()))['jedi'].get('preset')} (JEDI) and "
-                 f"{next(iter(runs.values()))['pixel'].get('preset')} (pixel); median of "
-                 f"{settings.get('repeats')} x {settings.get('iterations')} after {settings.get('warmup')} "
-                 f"warm-up; memory: {next(iter(runs.values()))['jedi'].get('memory_kind')}.")
+    first = next(iter(runs.values()))
+    settings, jedi, pixel = first.get("settings", {}), first.get("jedi", {}), first.get("pixel", {})
+    lines.append(f"\nPresets {jedi.get('preset', '(failed)')} (JEDI) and {pixel.get('preset', '(failed)')} "
+                 f"(pixel); median of {settings.get('repeats')} x {settings.get('iterations')} after "
+                 f"{settings.get('warmup')} warm-up; memory: "
+                 f"{jedi.get('memory_kind', pixel.get('memory_kind'))}.")
     return lines
 
 
@@ -227,7 +246,8 @@ def main() -> int:
     out = Path(args.out)
     states = stage_states(out, args.stage_order.split())
     env = load(out / "environment.json") or {}
-    commit = env.get("git_commit") or "unknown commit"
+    commit = env.get("git_commit") or (f"not recorded (sources {str(env.get('source_sha256'))[:12]}: "
+                                       "benchmarks/gpu_session/unpack.py finds it)")
     lines = [f"# Measurements ({args.mode})", "",
              f"{env.get('device', '?')}; torch {env.get('torch', '?')}, CUDA {env.get('cuda')}; Python "
              f"{env.get('python', '?')}; commit {commit}{' (with changes)' if env.get('git_dirty') else ''}; "

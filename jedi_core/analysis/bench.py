@@ -17,10 +17,12 @@ import functools
 import json
 import multiprocessing
 import platform
+import queue as queues
 import resource
 import statistics
 import sys
 import time
+import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -122,6 +124,8 @@ def measure_preset(preset: str, settings: dict) -> dict:
         return sample_contexts(replay, batch_size, world_model.context_length, rng, cfg.replay.sample_weights,
                                device)
 
+    imagined_steps = {}  # the graphed imagined steps, by batch size
+
     def imagination(batch_size: int) -> Callable[[], None]:
         rollouts = Imagination(batch_size, cfg.actor_critic.horizon, cfg.actor_critic.temperature)
         world_model_step = None
@@ -129,6 +133,7 @@ def measure_preset(preset: str, settings: dict) -> dict:
             with torch.no_grad():
                 example = world_model.burn_in(*contexts(batch_size))
             world_model_step = graphed_imagine_step(world_model, example, precision)
+            imagined_steps[f"imagined_step@{batch_size}"] = world_model_step.static
 
         def step():
             frames, actions = contexts(2 * batch_size)
@@ -155,6 +160,11 @@ def measure_preset(preset: str, settings: dict) -> dict:
     }
     result["projected_update_hours"] = projected_update_hours(cfg, result["world_model_updates_per_s"],
                                                               result["actor_critic_updates_per_s"])
+    # A CUDA graph whose capture failed ran eagerly: its rate is not the graph path's.
+    result["capture_errors"] = {name: update.capture_error for name, update in (
+        ("diffusion", updates.diffusion), ("reward_end", updates.reward_end),
+        ("actor_critic", updates.actor_critic), *imagined_steps.items())
+        if getattr(update, "capture_error", None)}
     if device.type == "cuda":
         result["peak_memory_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
         result["memory_kind"] = "GPU allocator peak"
@@ -179,17 +189,20 @@ def _measure_in_child(preset: str, settings: dict, queue) -> None:
             torch.set_num_threads(settings["threads"])
         queue.put(measure_preset(preset, settings))
     except BaseException as error:  # report it to the parent instead of dying silently
-        queue.put({"error": f"{type(error).__name__}: {error}"})
+        queue.put({"error": f"{type(error).__name__}: {error}", "traceback": traceback.format_exc()})
 
 
 def run_bench(pair: Sequence[str] = PAIRS["paper"], device: str = "auto", world_model_batch: int = 32,
               imagination_batches: Sequence[int] = (32, 128), horizon: int = 15, warmup: int = 2,
               repeats: int = 5, iterations: int = 3, replay_steps: int = 2_000, num_actions: int = 18,
-              threads: int | None = None, overrides: Sequence[str] = ()) -> dict:
+              threads: int | None = None, overrides: Sequence[str] = (), out: str | Path | None = None
+              ) -> dict:
     """Measure the JEDI preset and the pixel preset of ``pair`` with the same settings, each in a fresh
     process.
 
-    ``overrides`` (``KEY=VALUE``) apply to both presets, e.g. ``performance.precision=bf16``.
+    ``overrides`` (``KEY=VALUE``) apply to both presets, e.g. ``performance.precision=bf16``. With ``out``,
+    the report is written there after each preset, so a later failure keeps what was measured. A preset that
+    fails is reported under ``errors`` with its traceback, and the other still runs; ``ratios`` needs both.
     """
     jedi_preset, pixel_preset = pair
     for preset in pair:  # a bad override is reported here, not from inside a child process
@@ -200,20 +213,39 @@ def run_bench(pair: Sequence[str] = PAIRS["paper"], device: str = "auto", world_
                 "replay_steps": replay_steps, "num_actions": num_actions, "threads": threads,
                 "overrides": list(overrides)}
     context = multiprocessing.get_context("spawn")
-    results = {}
-    for preset in (jedi_preset, pixel_preset):
-        queue = context.Queue()
-        process = context.Process(target=_measure_in_child, args=(preset, settings, queue))
-        process.start()
-        result = queue.get()
-        process.join()
+    report: dict = {"settings": settings, "environment": _environment(device, threads), "errors": {}}
+    for role, preset in (("jedi", jedi_preset), ("pixel", pixel_preset)):
+        result = _measure_in_process(context, preset, settings)
         if "error" in result:
-            raise RuntimeError(f"benchmarking preset {preset!r} failed: {result['error']}")
-        results[preset] = result
-    jedi, pixel = results[jedi_preset], results[pixel_preset]
-    ratios = {key: jedi[key] / pixel[key] for key in metric_names(settings)}
-    return {"jedi": jedi, "pixel": pixel, "ratios": ratios, "settings": settings,
-            "environment": _environment(device, threads)}
+            print(f"benchmarking preset {preset!r} failed:\n{result.get('traceback', result['error'])}",
+                  file=sys.stderr, flush=True)
+            report["errors"][preset] = result
+        else:
+            report[role] = result
+        if out is not None:
+            write_report(report, out)
+    if "jedi" in report and "pixel" in report:
+        report["ratios"] = {key: report["jedi"][key] / report["pixel"][key] for key in metric_names(settings)}
+    if out is not None:
+        write_report(report, out)
+    return report
+
+
+def _measure_in_process(context, preset: str, settings: dict) -> dict:
+    """``measure_preset`` in a fresh process; a process that dies without a word is an error too."""
+    queue = context.Queue()
+    process = context.Process(target=_measure_in_child, args=(preset, settings, queue))
+    process.start()
+    while process.is_alive() or not queue.empty():
+        try:
+            result = queue.get(timeout=1)
+            break
+        except queues.Empty:  # still measuring
+            continue
+    else:
+        result = {"error": f"the process measuring {preset!r} died (exit code {process.exitcode})"}
+    process.join()
+    return result
 
 
 def metric_names(settings: dict) -> list[str]:
