@@ -123,7 +123,8 @@ def profile(preset: str, overrides: list[str], updates: int) -> dict:
     evaluations = epochs // train.eval_every_epochs if train.eval_every_epochs else 0
     calls = {"random collection": (train.initial_random_steps, train.initial_random_steps),
              "collection": (cfg.env_steps - train.initial_random_steps, train.env_steps_per_epoch),
-             "evaluation": (evaluations * train.periodic_eval_episodes + cfg.eval_episodes,
+             # the final evaluation, and the untrained agent on the same episodes
+             "evaluation": (evaluations * train.periodic_eval_episodes + 2 * cfg.eval_episodes,
                             train.periodic_eval_episodes),
              "checkpoint and replay save": (-(-epochs // train.checkpoint_every_epochs) + 1, 1)}
     for label, run_calls in (("diffusion", world_model_updates), ("reward/end", world_model_updates),

@@ -124,10 +124,29 @@ def test_unknown_game_and_baseline(runs_dir, tmp_path):
         write_report([runs_dir], tmp_path / "out", baselines=("Diamond",))
 
 
-def test_unequal_seeds_and_duplicates(runs_dir, tmp_path):
+def test_a_partial_sweep_is_reported_with_its_unfinished_runs_and_odd_games_marked(runs_dir, tmp_path):
+    """JEDI has a third seed on Pong only and one run still training: the report lists the unfinished run,
+    marks Pong for JEDI (not for Tiny) and leaves it out of JEDI's aggregates, which are those of the other
+    two games."""
     write_run(runs_dir / "JEDI" / "Pong_s2", "JEDI", "Pong", 2, [3.0])
-    with pytest.raises(ValueError, match="JEDI.*same"):
-        write_report([runs_dir], tmp_path / "out", reps=50)
+    training = runs_dir / "JEDI" / "Alien_s2"
+    training.mkdir()
+    (training / "config.json").write_text(json.dumps({"env_steps": 100_000}))
+    (training / "metrics.jsonl").write_text(json.dumps({"epoch": 3, "env_steps": 4_100}) + "\n")
+    md = write_report([runs_dir], tmp_path / "out", reps=50)[0].read_text()
+    assert "**1 run(s) have not finished** and are in no table:" in md
+    assert f"- {training}: 4100 of 100,000 env steps" in md
+    assert "- JEDI: Pong" in md and "- Tiny" not in md
+    pong_row = next(line for line in md.splitlines() if line.startswith("| Pong |"))
+    assert pong_row.count(" ‡") == 1
+    two_games = {g: [np.mean(r) for r in RUNS["JEDI"][g]] for g in ("Alien", "Breakout")}
+    mean_hns = np.mean([expected_hns(g, [s]) for g, ss in two_games.items() for s in ss])
+    jedi_row = next(line for line in md.splitlines() if line.startswith("| JEDI | 2 | 2 |"))
+    assert f"| {mean_hns:.3f} [" in jedi_row
+
+
+def test_duplicate_runs_are_refused(runs_dir, tmp_path):
+    write_run(runs_dir / "JEDI" / "Pong_s2", "JEDI", "Pong", 2, [3.0])
     write_run(tmp_path / "copy", "JEDI", "Pong", 2, [3.0])
     with pytest.raises(ValueError, match="Two runs of JEDI on Pong with seed 2"):
         find_runs([runs_dir, tmp_path / "copy"])
@@ -165,3 +184,28 @@ def test_runs_short_of_the_budget_are_marked_and_damaged_runs_can_be_skipped(run
         write_report([runs_dir], tmp_path / "out", reps=50)
     md = write_report([runs_dir], tmp_path / "out", reps=50, skip_bad=True)[0].read_text()
     assert "1 damaged run(s) were left out (`--skip-bad`):" in md and "Alien_s2" in md
+
+
+def test_each_run_is_shown_with_its_untrained_agent_verdict_and_hours_and_methods_are_compared(tmp_path):
+    """Per run: final mean ± s.e., the untrained agent's, learns or not (random + 3 s.e.); per method: the
+    games most seeds learn, the median hours and their ratio; the probability that one method beats the
+    other."""
+    random_score = GAMES_JSON["Krull"]["random"]
+    # JEDI beats random by far on both seeds; the pixel runs sit on the random score (do not learn).
+    for seed in range(2):
+        write_run(tmp_path / "runs" / f"jedi{seed}", "JEDI", "Krull", seed,
+                  [random_score + 1000, random_score + 1100],
+                  untrained_episode_returns=[random_score, random_score + 20], hours=0.5 + seed, threads=1)
+        write_run(tmp_path / "runs" / f"pixel{seed}", "Pixel", "Krull", seed,
+                  [random_score - 50, random_score + 50], hours=2.0 + seed, threads=1)
+    md, png = write_report([tmp_path / "runs"], tmp_path / "out", baselines=(), reps=100)
+    text = md.read_text()
+    assert (f"| Krull | JEDI | 0 | {random_score + 1050:.1f} ± 50.0 (2) | {random_score + 10:.1f} ± 10.0 | "
+            f"{random_score:.1f} | yes | 0.50 (1) |") in text
+    assert (f"| Krull | Pixel | 1 | {random_score:.1f} ± 50.0 (2) | – | {random_score:.1f} | no | "
+            "3.00 (1) |") in text
+    assert "| JEDI | 1 of 1 (Krull) | 2 of 2 | 1.00 |" in text
+    assert "| Pixel | 0 of 1 | 0 of 2 | 2.50 |" in text
+    assert "Median hours per run, JEDI over Pixel: 0.40x." in text
+    assert "- P(JEDI > Pixel) = 1.00 [1.00, 1.00] over 1 game(s)" in text
+    assert png.read_bytes().startswith(b"\x89PNG")

@@ -343,3 +343,35 @@ def test_a_stop_in_mid_collection_saves_the_reset_count_the_replay_has_seen(tmp_
     saved = torch.load(tmp_path / CHECKPOINT_FILE, weights_only=False)["counters"]
     games_started = len(ReplayBuffer.load(tmp_path / REPLAY_DIR).episodes)
     assert games_started > 1 and saved["collector_resets"] == games_started  # no reset seed used twice
+
+
+def test_the_untrained_agent_plays_the_final_episodes_first_and_the_run_trains_as_without_it(
+        tmp_path, monkeypatch, toy_run_overrides):
+    """Before any update the run's agent (its seed's initial weights) plays the final evaluation's episodes;
+    final_scores.json carries those returns beside the trained agent's, with the hours the run took. The
+    untrained games draw from a copy of the generators: the run's weights and scores are those of a run
+    without them."""
+    from jedi_core.agent import Agent
+    from jedi_core.envs import env_num_actions
+    from jedi_core.runtime import seed_everything
+    from jedi_core.training.collect import evaluate
+    from jedi_core.training.run_dir import UNTRAINED_SCORES_FILE
+
+    cfg = make_config("smoke", [*toy_run_overrides, "eval_episodes=6"])
+    with_untrained = Trainer(cfg, tmp_path / "with", quiet=True)
+    scores = with_untrained.run()
+    untrained = json.loads((tmp_path / "with" / UNTRAINED_SCORES_FILE).read_text())
+    seed_everything(cfg.seed)
+    initial = Agent(cfg, env_num_actions(cfg.env))
+    expected = evaluate(initial, cfg, 6, seed=loop.final_evaluation_seed(cfg.seed))
+    assert untrained["episode_returns"] == expected == scores["untrained_episode_returns"]
+    assert untrained["seconds"] > 0
+    epochs = sum(record["epoch_seconds"] for record in _metrics(tmp_path / "with"))
+    assert epochs / 3600 < scores["hours"] < (epochs + 600) / 3600 and scores["threads"] >= 1
+
+    monkeypatch.setattr(Trainer, "evaluate_untrained", lambda self: None)
+    without = Trainer(cfg, tmp_path / "without", quiet=True)
+    assert without.run()["episode_returns"] == scores["episode_returns"]
+    assert not (tmp_path / "without" / UNTRAINED_SCORES_FILE).exists()
+    for name, value in without.agent.state_dict().items():
+        torch.testing.assert_close(with_untrained.agent.state_dict()[name], value, rtol=0, atol=0, msg=name)

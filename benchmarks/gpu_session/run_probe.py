@@ -87,6 +87,9 @@ class TimedTrainer(Trainer):
         self.timing["checkpoints_s"].append(time.perf_counter() - began)
         return path
 
+    def evaluate_untrained(self) -> None:
+        """Not played here: it costs what the final evaluation costs, which the projection counts twice."""
+
     def final_evaluation(self) -> dict:
         """The trainer's evaluation (``collect.evaluate``, its side-by-side environments included), timed per
         env step, its games cut at ``eval_max_steps``; no scores file (they would mean nothing)."""
@@ -207,7 +210,7 @@ def project(real, trainer: TimedTrainer, run_dir: Path) -> dict:
     schedule = {"epochs": epochs, "collecting_epochs": collecting, "world_model_updates": world_model_updates,
                 "actor_critic_updates": actor_critic_updates, "random_steps": train.initial_random_steps,
                 "checkpoints": epochs // train.checkpoint_every_epochs,
-                "evaluation_episodes": real.eval_episodes + periodic}
+                "evaluation_episodes": 2 * real.eval_episodes + periodic}  # final and untrained agents
     hours: dict = {}
     if rates["s_per_world_model_update"] is not None:
         hours["world_model_updates"] = world_model_updates * rates["s_per_world_model_update"] / 3600

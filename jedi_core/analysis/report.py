@@ -6,9 +6,12 @@ Contract: a finished run is a folder holding ``final_scores.json``, written afte
      "env_steps": 100000}
 
 ``method`` is a non-empty string (runs are grouped by it), ``game`` one of the 26 Atari100k names,
-``seed`` and ``env_steps`` integers, ``episode_returns`` a non-empty list of numbers; extra keys are ignored.
-The score of a run is the mean of its episode returns. ``python -m jedi_core report RUN_DIRS...`` calls
-:func:`write_report`.
+``seed`` and ``env_steps`` integers, ``episode_returns`` a non-empty list of numbers. Optional, as the trainer
+writes them: ``untrained_episode_returns`` (the agent before any update, on the same episodes), ``hours``
+(the run's wall time) and ``threads``; other keys are ignored. The score of a run is the mean of its episode
+returns; it *learns* where that mean beats the published random score by more than three standard errors.
+``python -m jedi_core report RUN_DIRS...`` calls :func:`write_report`; a search that meets a run folder
+without final_scores.json lists it as unfinished.
 """
 
 from __future__ import annotations
@@ -28,11 +31,15 @@ from matplotlib.figure import Figure
 from jedi_core.analysis import metrics
 from jedi_core.envs.games import canonical_game_name
 from jedi_core.runtime import atomic_write_bytes
-from jedi_core.training.run_dir import FINAL_SCORES_FILE
+from jedi_core.training.run_dir import CONFIG_FILE, FINAL_SCORES_FILE, read_metrics
 
-__all__ = ["FINAL_SCORES_FILE", "RunResult", "find_runs", "write_report"]
+__all__ = ["FINAL_SCORES_FILE", "RunResult", "find_runs", "find_unfinished", "write_report"]
 
 AGGREGATES = ("mean", "median", "iqm", "optimality_gap")
+#: How final_scores.json names this project's method (``training.loop.METHOD_LABELS``).
+JEDI_LABEL = "JEDI"
+#: A run learns where (final mean - published random) exceeds this many standard errors of the final mean.
+LEARNS_STANDARD_ERRORS = 3.0
 #: The Atari100k budget in agent steps: runs with fewer are marked in a report, not compared silently.
 ATARI100K_ENV_STEPS = 100_000
 
@@ -48,10 +55,23 @@ class RunResult:
     env_steps: int
     path: Path
     preset: str | None = None
+    untrained_returns: tuple[float, ...] | None = None
+    hours: float | None = None
+    threads: int | None = None
 
     @property
     def score(self) -> float:
         return float(np.mean(self.episode_returns))
+
+    @property
+    def standard_error(self) -> float:
+        return metrics.standard_error(self.episode_returns)
+
+    @property
+    def learns(self) -> bool:
+        """Whether the final mean beats the published random score by more than three standard errors."""
+        random_score = metrics.load_reference().random[self.game]
+        return self.score - random_score > LEARNS_STANDARD_ERRORS * self.standard_error
 
     @property
     def full_protocol(self) -> bool:
@@ -85,6 +105,13 @@ class RunResult:
             "episode_returns": isinstance(returns, list) and len(returns) > 0
             and all(_is_number(r) for r in returns),
         }
+        untrained, hours, threads = (data.get(key)
+                                     for key in ("untrained_episode_returns", "hours", "threads"))
+        checks |= {"untrained_episode_returns": untrained is None or (
+                       isinstance(untrained, list) and len(untrained) > 0
+                       and all(map(_is_number, untrained))),
+                   "hours": hours is None or (_is_number(hours) and hours >= 0),
+                   "threads": threads is None or (_is_int(threads) and threads > 0)}
         bad = [key for key, ok in checks.items() if not ok]
         if bad:
             raise ValueError(f"{path} has invalid {', '.join(bad)}; expected {expected}")
@@ -95,7 +122,9 @@ class RunResult:
         preset = data.get("preset") if isinstance(data.get("preset"), str) else None
         return cls(method=data["method"], game=game, seed=data["seed"],
                    episode_returns=tuple(float(r) for r in returns), env_steps=data["env_steps"], path=path,
-                   preset=preset)
+                   preset=preset,
+                   untrained_returns=None if untrained is None else tuple(map(float, untrained)),
+                   hours=None if hours is None else float(hours), threads=threads)
 
 
 def _is_int(value: object) -> bool:
@@ -160,6 +189,26 @@ def find_runs(paths: Iterable[str | os.PathLike], skip_bad: bool = False,
     return sorted(runs.values(), key=lambda r: (r.method, r.game, r.seed))
 
 
+def find_unfinished(paths: Iterable[str | os.PathLike]) -> list[tuple[Path, int | None, int | None]]:
+    """Run folders under ``paths`` (those with a ``config.json``) that have no final_scores.json yet: each
+    with the env steps it has logged and its config's budget (None where unknown)."""
+    unfinished = []
+    for root in map(Path, paths):
+        folders = [root] if (root / CONFIG_FILE).is_file() else sorted(
+            file.parent for file in root.rglob(CONFIG_FILE)) if root.is_dir() else []
+        for folder in folders:
+            if (folder / FINAL_SCORES_FILE).is_file():
+                continue
+            try:
+                budget = json.loads((folder / CONFIG_FILE).read_text()).get("env_steps")
+            except (OSError, ValueError, AttributeError):
+                budget = None
+            records = read_metrics(folder)
+            unfinished.append((folder, records[-1].get("env_steps") if records else 0,
+                               budget if _is_int(budget) else None))
+    return unfinished
+
+
 def _fmt(value: float) -> str:
     return "n/a" if math.isnan(value) else f"{value:.3f}"
 
@@ -171,9 +220,25 @@ def _fmt_ci(summary: dict, name: str) -> str:
 
 def _markdown(user: dict[str, dict[str, list[float]]], summaries: dict[str, dict], games: list[str],
               baselines: Sequence[str], means_only: set[str], short: list[RunResult],
-              skipped: Sequence[str]) -> str:
+              skipped: Sequence[str], found: Sequence[RunResult] = (),
+              partial: dict[str, list[str]] | None = None,
+              unfinished: Sequence[tuple[Path, int | None, int | None]] = (), reps: int = 2000,
+              seed: int = 0) -> str:
     ref = metrics.load_reference()
+    partial = partial or {}
     lines = ["# Atari100k report", ""]
+    if unfinished:
+        lines += [f"**{len(unfinished)} run(s) have not finished** and are in no table:", ""]
+        lines += [f"- {folder}: {steps if steps is not None else '?'} of "
+                  f"{f'{budget:,}' if budget is not None else '?'} env steps"
+                  for folder, steps, budget in unfinished]
+        lines.append("")
+    if any(partial.values()):
+        lines += ["Games with another number of seeds than the method's others (a partial sweep) are marked "
+                  "‡ and left out of that method's aggregates:", ""]
+        lines += [f"- {method}: {', '.join(games_left_out)}" for method, games_left_out in partial.items()
+                  if games_left_out]
+        lines.append("")
     if short:
         lines += [f"**{len(short)} run(s) did not have the full Atari100k budget of {ATARI100K_ENV_STEPS:,} "
                   "agent steps** (marked † below). Their scores are not comparable with the published "
@@ -199,10 +264,11 @@ def _markdown(user: dict[str, dict[str, list[float]]], summaries: dict[str, dict
                f"{ref.random[game]:.1f}", f"{ref.human[game]:.1f}"]
         for method, per_game in user.items():
             scores = per_game.get(game)
-            mark = " †" if (method, game) in short_cells else ""
+            mark = (" †" if (method, game) in short_cells else "") + (
+                " ‡" if game in partial.get(method, ()) else "")
             row += ["–", "–"] if scores is None else [
-                f"{np.mean(scores):.1f} ± {np.std(scores):.1f}{mark}",
-                _fmt(summaries[method]["hns_by_game"][game])]
+                f"{np.mean(scores):.1f} ± {np.std(scores):.1f}{mark}", _fmt(float(metrics.hns(
+                    float(np.mean(scores)), game)))]
         row += [f"{ref.published[b][game]:.1f}" for b in baselines]
         lines.append("| " + " | ".join(row) + " |")
     head = ["Method", "#games", "#runs per game", "Mean HNS", "Median HNS", "IQM", "Optimality gap",
@@ -215,6 +281,8 @@ def _markdown(user: dict[str, dict[str, list[float]]], summaries: dict[str, dict
                *(_fmt(s[k]) for k in ("human_optimal", "agent_optimal", "ratio", "sym_hns",
                                      "sym_hns_geometric", "har_hns"))]
         lines.append("| " + " | ".join(row) + " |")
+    lines += _runs_section(found) + _learning_section(found, user) + _improvement_section(user, partial, reps,
+                                                                                         seed)
     lines += ["", "## Notes", "",
               "- HNS = (score - random) / (human - random). IQM and optimality gap pool all runs (rliable, "
               "Agarwal et al. 2021); CIs resample runs within each game.",
@@ -229,7 +297,79 @@ def _markdown(user: dict[str, dict[str, list[float]]], summaries: dict[str, dict
     return "\n".join(lines)
 
 
-def _figure(summaries: dict[str, dict], games: list[str]) -> bytes:
+def _runs_section(found: Sequence[RunResult]) -> list[str]:
+    """Every run: its score with the standard error, the untrained agent's, random play's, the verdict."""
+    if not found:
+        return []
+    ref = metrics.load_reference()
+    lines = ["", "## Runs", "",
+             "| Game | Method | Seed | Final mean ± s.e. (episodes) | Untrained agent ± s.e. | Random "
+             "(published) | Learns | Hours (threads) |", "|---|---|---|---|---|---|---|---|"]
+    for run in sorted(found, key=lambda r: (r.game, r.method, r.seed)):
+        untrained = "–" if run.untrained_returns is None else (
+            f"{np.mean(run.untrained_returns):.1f} ± {metrics.standard_error(run.untrained_returns):.1f}")
+        hours = "–" if run.hours is None else f"{run.hours:.2f} ({run.threads or '?'})"
+        lines.append(f"| {run.game} | {run.method} | {run.seed} | {run.score:.1f} ± {run.standard_error:.1f} "
+                     f"({len(run.episode_returns)}) | {untrained} | {ref.random[run.game]:.1f} | "
+                     f"{'yes' if run.learns else 'no'} | {hours} |")
+    lines += ["", "A run learns where its final mean beats the published random score by more than "
+              f"{LEARNS_STANDARD_ERRORS:g} standard errors of that mean. The untrained agent is the run's "
+              "own initial weights on the same episodes. Hours: the run's wall time (epochs and final "
+              "evaluation) on that many threads."]
+    return lines
+
+
+def _learning_section(found: Sequence[RunResult], user: dict[str, dict[str, list[float]]]) -> list[str]:
+    """Per method: on how many games most seeds learn, and the median hours of a run (with their ratio)."""
+    if not found:
+        return []
+    lines = ["", "## Learning and cost per method", "",
+             "| Method | Games learnt (most seeds) | Runs that learn | Median hours per run |",
+             "|---|---|---|---|"]
+    medians = {}
+    for method, per_game in user.items():
+        runs = [run for run in found if run.method == method]
+        learnt = [game for game in per_game if sum(run.learns for run in runs if run.game == game)
+                  > len([run for run in runs if run.game == game]) / 2]
+        timed = [run.hours for run in runs if run.hours is not None]
+        medians[method] = float(np.median(timed)) if timed else None
+        lines.append(f"| {method} | {len(learnt)} of {len(per_game)}"
+                     f"{' (' + ', '.join(learnt) + ')' if learnt else ''} | "
+                     f"{sum(run.learns for run in runs)} of {len(runs)} | "
+                     f"{'–' if medians[method] is None else f'{medians[method]:.2f}'} |")
+    timed_methods = [method for method, median in medians.items() if median]
+    for first, second in zip(timed_methods, timed_methods[1:], strict=False):
+        lines.append(f"\nMedian hours per run, {first} over {second}: "
+                     f"{medians[first] / medians[second]:.2f}x.")
+    return lines
+
+
+def _improvement_section(user: dict[str, dict[str, list[float]]], partial: dict[str, list[str]], reps: int,
+                         seed: int) -> list[str]:
+    """rliable's probability of improvement for each pair of methods, on the games both ran fully."""
+    methods = list(user)
+    lines = []
+    for index, first in enumerate(methods):
+        for second in methods[index + 1:]:
+            games = [game for game in user[first] if game in user[second]
+                     and game not in partial.get(first, ()) and game not in partial.get(second, ())]
+            if not games:
+                continue
+            value, (low, high) = metrics.probability_of_improvement(
+                {game: user[first][game] for game in games}, {game: user[second][game] for game in games},
+                reps=reps, seed=seed)
+            lines.append(f"- P({first} > {second}) = {value:.2f} [{low:.2f}, {high:.2f}] over {len(games)} "
+                         "game(s)")
+    if not lines:
+        return []
+    return ["", "## Probability of improvement (95% stratified-bootstrap CI)", "",
+            "The chance that a run of the first method scores above a run of the second on a game drawn at "
+            "random (0.5: a toss-up).", "", *lines]
+
+
+def _figure(summaries: dict[str, dict], games: list[str], found: Sequence[RunResult] = ()) -> bytes:
+    """Per game: each method's HNS (bars: the mean over seeds; dots: the seeds; black ticks: its untrained
+    agent; 0 is random play, 1 human play); beside it, the aggregates with their intervals."""
     # Figure + FigureCanvasAgg instead of pyplot: the global matplotlib backend (e.g. a notebook's) stays.
     fig = Figure(figsize=(max(10.0, 0.5 * len(games) + 6), 5), layout="constrained")
     FigureCanvasAgg(fig)
@@ -237,18 +377,32 @@ def _figure(summaries: dict[str, dict], games: list[str]) -> bytes:
     labels = list(summaries)
     width = 0.8 / len(labels)
     for i, label in enumerate(labels):
-        per_game = summaries[label]["hns_by_game"]
-        left.bar(np.arange(len(games)) + (i - (len(labels) - 1) / 2) * width,
-                 [per_game.get(g, np.nan) for g in games], width, label=label)
+        centres = np.arange(len(games)) + (i - (len(labels) - 1) / 2) * width
+        runs = [run for run in found if run.method == label]
+        bars = {g: float(np.mean([metrics.hns(run.score, g) for run in runs if run.game == g]))
+                for g in games if any(run.game == g for run in runs)} or summaries[label]["hns_by_game"]
+        left.bar(centres, [bars.get(g, np.nan) for g in games], width, label=label)
+        for centre, game in zip(centres, games, strict=True):
+            seeds = [metrics.hns(run.score, game) for run in runs if run.game == game]
+            left.plot([centre] * len(seeds), seeds, "o", color="black", markersize=3, alpha=0.7)
+            untrained = [metrics.hns(float(np.mean(run.untrained_returns)), game) for run in runs
+                         if run.game == game and run.untrained_returns is not None]
+            if untrained:
+                left.hlines(np.mean(untrained), centre - width / 2, centre + width / 2, color="black",
+                            linewidth=2)
         points = np.array([summaries[label][name] for name in AGGREGATES])
         cis = np.array([summaries[label][f"{name}_ci"] for name in AGGREGATES])
         errors = np.clip([points - cis[:, 0], cis[:, 1] - points], 0, None)
         right.bar(np.arange(len(AGGREGATES)) + (i - (len(labels) - 1) / 2) * width, points, width,
                   yerr=errors, capsize=2, label=label)
     left.set_yscale("symlog", linthresh=1.0)  # HNS spans ~0 to >10: linear near 0, log beyond human level
-    left.axhline(1.0, color="grey", linestyle="--", linewidth=0.8)
+    left.axhline(1.0, color="grey", linestyle="--", linewidth=0.8)  # human
+    left.axhline(0.0, color="grey", linestyle=":", linewidth=0.8)  # random
+    if found:
+        left.plot([], [], "o", color="black", markersize=3, label="a seed")
+        left.plot([], [], "-", color="black", linewidth=2, label="untrained agent")
     left.set_xticks(np.arange(len(games)), games, rotation=60, ha="right")
-    left.set_ylabel("HNS of per-game mean score (symlog)")
+    left.set_ylabel("HNS (symlog; 0 random, 1 human)")
     left.set_title("Per-game human-normalised score")
     left.legend(fontsize="small")
     right.set_xticks(np.arange(len(AGGREGATES)), ["Mean", "Median", "IQM", "Opt. gap"], rotation=30)
@@ -265,8 +419,10 @@ def write_report(paths: Iterable[str | os.PathLike], out_dir: str | os.PathLike,
     """Write ``out_dir/report.md`` and ``out_dir/report.png`` for the runs under ``paths``.
 
     Runs are grouped by method; baselines (published scores) are restricted to the games the runs cover.
-    Every method needs the same number of seeds on each of its games (rliable's score matrix). Runs short
-    of the 100k-step budget are listed at the top and marked; ``skip_bad`` leaves damaged runs out (listed).
+    rliable's aggregates need the same number of seeds on every game: a method's games with another number
+    than its commonest (a partial sweep) are shown, marked, and left out of its aggregates; unfinished run
+    folders are listed. Runs short of the 100k-step budget are listed at the top and marked; ``skip_bad``
+    leaves damaged runs out (listed).
     """
     ref = metrics.load_reference()
     unknown = [b for b in baselines if b not in ref.published]
@@ -277,14 +433,17 @@ def write_report(paths: Iterable[str | os.PathLike], out_dir: str | os.PathLike,
     found = find_runs(paths, skip_bad, skipped)  # sorted by method, game, seed
     for run in found:
         user.setdefault(run.method, {}).setdefault(run.game, []).append(run.score)
+    user = dict(sorted(user.items(), key=lambda item: item[0] != JEDI_LABEL))  # JEDI first, then by name
     games = [g for g in ref.games if any(g in per_game for per_game in user.values())]
 
     summaries: dict[str, dict] = {}
+    partial: dict[str, list[str]] = {}
     for method, per_game in user.items():
-        try:
-            summaries[method] = metrics.summarize(per_game, reps=reps, seed=seed)
-        except ValueError as err:
-            raise ValueError(f"Method {method!r}: {err}") from err
+        counts = [len(scores) for scores in per_game.values()]
+        full = max(set(counts), key=lambda count: (counts.count(count), count))  # the commonest, then most
+        partial[method] = [game for game, scores in per_game.items() if len(scores) != full]
+        summaries[method] = metrics.summarize({game: scores for game, scores in per_game.items()
+                                               if len(scores) == full}, reps=reps, seed=seed)
     means_only: set[str] = set()
     for name in baselines:
         label = f"{name} (published)"
@@ -301,7 +460,9 @@ def write_report(paths: Iterable[str | os.PathLike], out_dir: str | os.PathLike,
     out.mkdir(parents=True, exist_ok=True)
     md_path, png_path = out / "report.md", out / "report.png"
     short = [run for run in found if not run.full_protocol]
-    markdown = _markdown(user, summaries, games, baselines, means_only, short, skipped)
+    unfinished = find_unfinished(paths)
+    markdown = _markdown(user, summaries, games, baselines, means_only, short, skipped, found, partial,
+                         unfinished, reps, seed)
     atomic_write_bytes(md_path, markdown.encode("utf-8"))
-    atomic_write_bytes(png_path, _figure(summaries, games))
+    atomic_write_bytes(png_path, _figure(summaries, games, found))
     return md_path, png_path

@@ -13,6 +13,7 @@ A non-finite loss stops the run, and the last good checkpoint is kept (:mod:`jed
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +35,13 @@ from jedi_core.runtime import (
 )
 from jedi_core.training.collect import Collector, evaluate
 from jedi_core.training.harness import RunHarness
-from jedi_core.training.run_dir import FINAL_SCORES_FILE, REPLAY_DIR, run_environment
+from jedi_core.training.run_dir import (
+    FINAL_SCORES_FILE,
+    REPLAY_DIR,
+    UNTRAINED_SCORES_FILE,
+    read_metrics,
+    run_environment,
+)
 from jedi_core.training.tensorboard import check_tensorboard
 from jedi_core.training.updates import make_updates
 
@@ -86,6 +93,7 @@ class Trainer(RunHarness):
         self._collector = Collector(self.cfg, self.replay, self.agent, self.cfg.seed,
                                     resets=self.counters["collector_resets"])
         if self.counters["epoch"] == 0:
+            self.evaluate_untrained()
             self._initial_collection()
         while (self.counters["final_epochs"] < self.cfg.training.final_training_epochs
                or self.counters["env_steps"] < self.cfg.env_steps):
@@ -162,13 +170,37 @@ class Trainer(RunHarness):
         self.counters["actor_critic_updates"] += 1
         return self.updates.actor_critic(frames, actions, check_finite=False)
 
+    def evaluate_untrained(self) -> None:
+        """The agent before any update plays the final evaluation's episodes (``untrained_scores.json``, once
+        per run). Its draws come from a copy of the generators' state, so the run trains as it would
+        without it."""
+        path = self.run_dir / UNTRAINED_SCORES_FILE
+        if path.is_file():
+            return
+        started = time.perf_counter()
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            returns = evaluate(self.agent, self.cfg, self.cfg.eval_episodes,
+                               seed=final_evaluation_seed(self.cfg.seed))
+        atomic_write_text(path, json.dumps({"episode_returns": returns,
+                                            "seconds": time.perf_counter() - started}, indent=1))
+        self._say(f"the untrained agent over {len(returns)} episodes: mean return {np.mean(returns):.2f}")
+
     def final_evaluation(self) -> dict:
-        """Play ``eval_episodes`` full games and write ``final_scores.json`` (what ``report`` reads)."""
+        """Play ``eval_episodes`` full games and write ``final_scores.json`` (what ``report`` reads), with the
+        untrained agent's returns on the same episodes and the hours the run took."""
         cfg = self.cfg
+        started = time.perf_counter()
         returns = evaluate(self.agent, cfg, cfg.eval_episodes, seed=final_evaluation_seed(cfg.seed),
                            progress=not self.quiet)
+        untrained_file = self.run_dir / UNTRAINED_SCORES_FILE
+        untrained = json.loads(untrained_file.read_text()) if untrained_file.is_file() else {}
+        # Wall time on the run's threads: its epochs (summed over resumes) and this evaluation.
+        hours = (sum(record.get("epoch_seconds", 0.0) for record in read_metrics(self.run_dir))
+                 + time.perf_counter() - started) / 3600
         scores = {"method": METHOD_LABELS[cfg.method], "game": cfg.env.game_name, "seed": cfg.seed,
                   "episode_returns": returns, "env_steps": self.counters["env_steps"], "preset": cfg.preset,
+                  "untrained_episode_returns": untrained.get("episode_returns"), "hours": hours,
+                  "threads": torch.get_num_threads(),
                   "jedi_core": jedi_core.__version__, "environment": self.environment}
         atomic_write_text(self.run_dir / FINAL_SCORES_FILE, json.dumps(scores, indent=1))
         self._say(f"final evaluation over {len(returns)} episodes: mean return {np.mean(returns):.2f}")

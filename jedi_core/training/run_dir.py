@@ -41,6 +41,8 @@ REPLAY_DIR = "replay"
 #: Held (an OS file lock) by the process training in the folder; released when it stops, however it stops.
 LOCK_FILE = ".lock"
 FINAL_SCORES_FILE = "final_scores.json"
+#: The agent before any update, on the final evaluation's episodes: what training added is the difference.
+UNTRAINED_SCORES_FILE = "untrained_scores.json"
 #: A decoder probe fitted for ``evaluate --video`` (JEDI runs trained without one), reused while it fits.
 PROBE_FILE = "decoder_probe.pt"
 
