@@ -63,15 +63,17 @@ def test_options_parse_into_a_deterministic_product_of_train_run_folders(tmp_pat
 
     runs = plan_runs(["Pong", "Breakout"], ["jedi", "diamond"], [0, 1], "smoke", TINY, tmp_path)
     assert runs == plan_runs(["Pong", "Breakout"], ["jedi", "diamond"], [0, 1], "smoke", TINY, tmp_path)
-    assert [(r.game, r.method, r.seed) for r in runs[:4]] == [
-        ("Pong", "jedi", 0), ("Pong", "jedi", 1), ("Pong", "diamond", 0), ("Pong", "diamond", 1)]
+    # Seed by seed: a sweep stopped halfway has whole seeds; the two methods of a game and seed are neighbours.
+    assert [(r.seed, r.game, r.method) for r in runs] == [
+        (0, "Pong", "jedi"), (0, "Pong", "diamond"), (0, "Breakout", "jedi"), (0, "Breakout", "diamond"),
+        (1, "Pong", "jedi"), (1, "Pong", "diamond"), (1, "Breakout", "jedi"), (1, "Breakout", "diamond")]
     for run in runs:  # train's own folder names, below --runs-dir, and the pixel preset paired with smoke
         assert run.preset == {"jedi": "smoke", "diamond": "smoke_diamond"}[run.method]
         cfg = make_config(run.preset, [f"env.game={run.game}", f"seed={run.seed}"])
         assert run.run_dir == tmp_path / default_run_dir(cfg).name
         assert run.command[run.command.index("--run-dir") + 1] == str(run.run_dir)
     assert runs[0].run_dir.name == "jedi_smoke_Pong_seed0"
-    assert runs[2].run_dir.name == "diamond_smoke_diamond_Pong_seed0"
+    assert runs[1].run_dir.name == "diamond_smoke_diamond_Pong_seed0"
 
     (toy,) = plan_runs(["toy"], ["jedi"], [3], "smoke")  # the toy game is env.kind=toy, in train's runs/
     assert toy.run_dir == Path("runs/jedi_smoke_toy_seed3").absolute() and "--env" in toy.command

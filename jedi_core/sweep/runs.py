@@ -125,8 +125,10 @@ def preset_for(method: str, jedi_preset: str) -> str:
 def plan_runs(games: Sequence[str], methods: Sequence[str], seeds: Sequence[int], preset: str = "atari100k",
               overrides: Sequence[str] = (), runs_dir: str | Path | None = None,
               python: str = sys.executable) -> list[Run]:
-    """Every run of the sweep, game by game, then method, then seed: the same list on every call, so a job
-    array's task N is always the same run.
+    """Every run of the sweep, seed by seed, then game, then method: the same list on every call, so a job
+    array's task N is always the same run. A sweep stopped partway has finished whole seeds (every game and
+    method of seed 0 before any of seed 1), which is what ``report`` compares; side by side, the two methods
+    of a game and seed run under the same conditions.
 
     Each config is built and validated here, so a bad override stops the sweep before anything starts.
     ``runs_dir`` (default: ``train``'s own parent, ``runs``) holds ``train``'s default run folders.
@@ -140,10 +142,10 @@ def plan_runs(games: Sequence[str], methods: Sequence[str], seeds: Sequence[int]
         if key in SWEEP_KEYS:
             raise ValueError(f"override {item!r}: the sweep sets {key} from {SWEEP_KEYS[key]}")
     runs = []
-    for game in games:
-        for method in methods:
-            run_preset = preset_for(method, preset)
-            for seed in seeds:
+    for seed in seeds:
+        for game in games:
+            for method in methods:
+                run_preset = preset_for(method, preset)
                 where = ["env.kind=toy"] if game == TOY_GAME else ["env.kind=atari", f"env.game={game}"]
                 cfg = make_config(run_preset, [*where, f"seed={seed}", *overrides])
                 parent = Path(runs_dir) if runs_dir is not None else default_run_dir(cfg).parent
