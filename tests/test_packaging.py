@@ -62,6 +62,17 @@ def test_ci_runs_the_readme_commands():
     assert "python -m pytest" in readme and "python -m pytest" in ci
 
 
+def test_github_runs_ci_on_every_push_and_pull_request():
+    workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "ci.yml").read_text())
+    assert {"push", "pull_request"} <= set(workflow[True])  # YAML 1.1 reads the key "on" as True
+    (job,) = workflow["jobs"].values()
+    assert any(step.get("run") == "bash .ci/run" for step in job["steps"])
+    python = next(step["with"]["python-version"] for step in job["steps"]
+                  if "setup-python" in step.get("uses", ""))
+    oldest = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["requires-python"].lstrip(">=")
+    assert tuple(map(int, oldest.split("."))) <= tuple(map(int, python.split(".")))
+
+
 @pytest.mark.parametrize("notebook", sorted((ROOT / "notebooks").glob("*.ipynb")), ids=lambda p: p.name)
 def test_notebooks_are_committed_without_outputs(notebook):
     cells = json.loads(notebook.read_text())["cells"]

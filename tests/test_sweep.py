@@ -63,7 +63,7 @@ def test_options_parse_into_a_deterministic_product_of_train_run_folders(tmp_pat
 
     runs = plan_runs(["Pong", "Breakout"], ["jedi", "diamond"], [0, 1], "smoke", TINY, tmp_path)
     assert runs == plan_runs(["Pong", "Breakout"], ["jedi", "diamond"], [0, 1], "smoke", TINY, tmp_path)
-    # Seed by seed: a sweep stopped halfway has whole seeds; the two methods of a game and seed are neighbours.
+    # Seed by seed: a sweep stopped halfway has whole seeds; a game and seed's two methods are neighbours.
     assert [(r.seed, r.game, r.method) for r in runs] == [
         (0, "Pong", "jedi"), (0, "Pong", "diamond"), (0, "Breakout", "jedi"), (0, "Breakout", "diamond"),
         (1, "Pong", "jedi"), (1, "Pong", "diamond"), (1, "Breakout", "jedi"), (1, "Breakout", "diamond")]
