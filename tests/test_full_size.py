@@ -2,6 +2,7 @@
 (jedi_core.analysis.full_size, tools/reference_figures.py)."""
 
 import base64
+import hashlib
 import importlib.util
 import json
 import re
@@ -59,6 +60,19 @@ def test_the_committed_outputs_cover_every_tagged_cell_with_real_png_files(path)
             assert (FIGURES / image).read_bytes()[:8] == PNG_MAGIC, image
     on_disk = {p.relative_to(FIGURES).as_posix() for p in (FIGURES / path.stem).glob("*.png")}
     assert on_disk == {image for kept in record["outputs"].values() for image in kept["images"]}
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_no_tagged_cell_has_changed_since_its_outputs_were_kept(path):
+    """The manifest keeps each tagged cell's source hash and the commit it ran at: a cell edited since shows
+    outputs it may no longer make."""
+    record = full_size.load_manifest()["notebooks"][path.stem]
+    assert record["commit"], "run `python tools/reference_figures.py " + path.stem + "`"
+    cells = nbformat.read(path, as_version=4).cells
+    for index, name in tagged_cells(path):
+        assert record["outputs"][name]["source_sha256"] == reference_figures.source_sha256(cells[index]), (
+            f"the cell tagged full-size:{name} changed after its outputs were kept: run "
+            f"`python tools/reference_figures.py {path.stem}`")
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
@@ -139,7 +153,8 @@ def test_kept_outputs_takes_printed_text_and_png_figures_of_tagged_cells_only():
              "metadata": {}},
             {"output_type": "stream", "name": "stdout", "text": "line 2\n"}]),
     ])
-    assert reference_figures.kept_outputs(notebook) == {"curve": {"text": "line 1\nline 2", "images": [png]}}
+    assert reference_figures.kept_outputs(notebook) == {"curve": {
+        "text": "line 1\nline 2", "images": [png], "source_sha256": hashlib.sha256(b"y").hexdigest()}}
 
     printed = {"output_type": "stream", "name": "stdout", "text": "a"}
     notebook.cells.append(cell("z", ["full-size:curve"], [printed]))
@@ -171,7 +186,8 @@ def test_the_tool_runs_a_notebook_in_a_fresh_kernel_at_the_size_asked_and_keeps_
 
     ran, seconds = reference_figures.execute(path, smoke=False, timeout=120)
     entries = reference_figures.keep(path.stem, reference_figures.kept_outputs(ran), tmp_path / "figures")
-    assert entries["where"] == {"text": "0 notebooks True", "images": []}
+    assert entries["where"] == {"text": "0 notebooks True", "images": [],
+                                "source_sha256": reference_figures.source_sha256(source.cells[0])}
     assert entries["plot"]["images"] == ["01_tiny/plot-1.png"] and seconds > 0
     assert (tmp_path / "figures" / "01_tiny" / "plot-1.png").read_bytes()[:8] == PNG_MAGIC
     reference_figures.update_manifest(tmp_path / "figures", path.stem,

@@ -13,7 +13,9 @@ times is read from the manifest. Each notebook runs in a fresh kernel inside ``n
 runs it), with its runs in a temporary folder, so a training notebook starts from scratch and is timed whole.
 Time on an idle machine: anything running beside it slows it and the record would say nothing. Each record
 keeps the 1-minute load average when its notebook started; after the first notebook it includes the previous
-notebook's own run (a 1-minute average decays over minutes), so about the number of cores means idle.
+notebook's own run (a 1-minute average decays over minutes), so about the number of cores means idle. It also
+keeps the commit the notebook ran at and, per tagged cell, a hash of the cell's source: a test fails when a
+tagged cell has changed since its outputs were kept.
 """
 
 from __future__ import annotations
@@ -21,9 +23,11 @@ from __future__ import annotations
 import argparse
 import base64
 import datetime
+import hashlib
 import json
 import os
 import platform
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -46,6 +50,23 @@ def tagged_name(cell) -> str | None:
     return None
 
 
+def source_sha256(cell) -> str:
+    """The hash of a cell's source, kept with its outputs to tell when the cell has changed since."""
+    return hashlib.sha256(cell.source.encode()).hexdigest()
+
+
+def current_commit() -> str | None:
+    """``git rev-parse HEAD``, with ``+changes`` where tracked files differ from it; None without git."""
+    try:
+        head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True,
+                              check=True).stdout.strip()
+        changed = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
+                                 capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return head + ("+changes" if changed else "")
+
+
 def kept_outputs(notebook) -> dict[str, dict]:
     """Per tagged cell of an executed notebook: its printed text and its PNG figures (base64, in order)."""
     kept = {}
@@ -63,7 +84,7 @@ def kept_outputs(notebook) -> dict[str, dict]:
                 images.append(output["data"]["image/png"])
         if not text and not images:
             raise ValueError(f"the cell tagged {TAG_PREFIX}{name} showed nothing to keep")
-        kept[name] = {"text": "".join(text).rstrip("\n"), "images": images}
+        kept[name] = {"text": "".join(text).rstrip("\n"), "images": images, "source_sha256": source_sha256(cell)}
     return kept
 
 
@@ -112,7 +133,7 @@ def keep(stem: str, kept: dict[str, dict], folder: Path) -> dict[str, dict]:
             image = images_dir / f"{name}-{k}.png"
             image.write_bytes(base64.b64decode(data))
             files.append(image.relative_to(folder).as_posix())
-        entries[name] = {"text": outputs["text"], "images": files}
+        entries[name] = {"text": outputs["text"], "images": files, "source_sha256": outputs["source_sha256"]}
     return entries
 
 
@@ -169,7 +190,8 @@ def main(argv: list[str] | None = None) -> None:
               f"(load average {load:.2f})", flush=True)
         notebook, seconds = execute(available[stem], args.smoke, args.timeout)
         record = {"seconds": round(seconds, 1), "device": device_description(),
-                  "date": datetime.date.today().isoformat(), "load_average_at_start": round(load, 2)}
+                  "date": datetime.date.today().isoformat(), "load_average_at_start": round(load, 2),
+                  "commit": current_commit()}
         if not args.smoke:
             record["outputs"] = keep(stem, kept_outputs(notebook), args.out)
         update_manifest(args.out, stem, record, args.smoke)
