@@ -84,7 +84,8 @@ def kept_outputs(notebook) -> dict[str, dict]:
                 images.append(output["data"]["image/png"])
         if not text and not images:
             raise ValueError(f"the cell tagged {TAG_PREFIX}{name} showed nothing to keep")
-        kept[name] = {"text": "".join(text).rstrip("\n"), "images": images, "source_sha256": source_sha256(cell)}
+        kept[name] = {"text": "".join(text).rstrip("\n"), "images": images,
+                      "source_sha256": source_sha256(cell)}
     return kept
 
 
