@@ -5,8 +5,9 @@ the published random score beside it, whether the run learnt, and the learning c
 
 The runs themselves are made by ``python -m jedi_core train --game GAME --preset cpu --seed S`` (resumable).
 A run *learns* where its final mean beats the published random score by more than three standard errors of
-that mean. The untrained agent (the same seed's initial weights) plays the same 100 evaluation episodes; its
-scores are kept in the JSON so a second call does not play them again. Writes ``--json`` and ``--figure`` and
+that mean (``RunResult.learns``). The untrained agent (the same seed's initial weights) plays the same 100
+evaluation episodes: a run records them itself (``untrained_scores.json``); for an older run they are played
+here and kept in the JSON so a second call does not play them again. Writes ``--json`` and ``--figure`` and
 prints the Markdown table of ``benchmarks/RESULTS.md``.
 """
 
@@ -21,6 +22,7 @@ import torch
 
 from jedi_core.agent import Agent
 from jedi_core.analysis.metrics import hns, load_reference, standard_error
+from jedi_core.analysis.run_results import RunResult
 from jedi_core.config import Config
 from jedi_core.configlib import from_dict, to_dict
 from jedi_core.envs import env_num_actions
@@ -28,10 +30,8 @@ from jedi_core.presets import make_config
 from jedi_core.runtime import atomic_write_text, seed_everything
 from jedi_core.training.collect import evaluate
 from jedi_core.training.loop import final_evaluation_seed
-from jedi_core.training.run_dir import CONFIG_FILE, FINAL_SCORES_FILE, read_metrics
+from jedi_core.training.run_dir import CONFIG_FILE, read_metrics
 
-#: A run learns where (final mean - random) exceeds this many standard errors of the final mean.
-STANDARD_ERRORS = 3.0
 #: Config keys (or key prefixes) that say which run it is, or where and how fast it ran: never a variant.
 NOT_A_VARIANT = ("seed", "device", "env.game", "performance.", "logging.")
 
@@ -65,29 +65,28 @@ def untrained_returns(cfg: Config, episodes: int) -> list[float]:
 def summarise_run(run_dir: Path, untrained: dict[str, list[float]], untrained_episodes: int) -> dict:
     """One run's row: scores, standard error, HNS, verdict, training time and curve."""
     cfg = from_dict(json.loads((run_dir / CONFIG_FILE).read_text()), Config)
-    scores = json.loads((run_dir / FINAL_SCORES_FILE).read_text())
-    returns = [float(r) for r in scores["episode_returns"]]
+    run = RunResult.load(run_dir)
     game = cfg.env.game_name
     overrides = variant(cfg)
     key = f"{game}/{cfg.preset}/seed{cfg.seed}" + (f"/{overrides}" if overrides else "")
-    if key not in untrained:
+    if run.untrained_returns is not None:  # played by the run itself, before its first update
+        untrained[key] = list(run.untrained_returns)
+    elif key not in untrained:
         print(f"playing {untrained_episodes} episodes of {key}'s untrained agent")
         untrained[key] = untrained_returns(cfg, untrained_episodes)
     reference = load_reference()
-    random_score = reference.random[game]
-    mean = float(np.mean(returns))
-    error = standard_error(returns)
     records = read_metrics(run_dir)
     return {
-        "run_dir": str(run_dir), "game": game, "method": scores["method"], "preset": cfg.preset,
-        "variant": overrides, "seed": cfg.seed,
-        "env_steps": scores["env_steps"], "episodes": len(returns), "mean": mean, "standard_error": error,
-        "hns": hns(mean, game), "random": random_score, "human": reference.human[game],
+        "run_dir": str(run_dir), "game": game, "method": run.method, "preset": cfg.preset,
+        "variant": overrides, "seed": cfg.seed, "env_steps": run.env_steps,
+        "episodes": len(run.episode_returns),
+        "mean": run.score, "standard_error": run.standard_error, "hns": hns(run.score, game),
+        "random": reference.random[game], "human": reference.human[game],
         "untrained_mean": float(np.mean(untrained[key])),
         "untrained_standard_error": standard_error(untrained[key]),
-        "learns": bool(mean - random_score > STANDARD_ERRORS * error),
+        "learns": run.learns,
         "training_hours": sum(r["epoch_seconds"] for r in records) / 3600,
-        "environment": scores.get("environment", {}),
+        "environment": json.loads(run.path.read_text()).get("environment", {}),
         "curve": [{"env_steps": r["env_steps"], "eval_return": r["eval_return"]}
                   for r in records if "eval_return" in r],
     }

@@ -25,12 +25,13 @@ def test_the_variant_is_what_sets_a_run_apart_from_its_preset_and_never_which_ru
     assert runs.label({"method": "JEDI", "preset": "cpu", "variant": ""}, short=True) == "JEDI (cpu)"
 
 
-def _run_dir(path: Path, returns: list[float]) -> Path:
+def _run_dir(path: Path, returns: list[float], **recorded) -> Path:
     cfg = make_config("cpu", ["env.game=Krull", "seed=1"])
     path.mkdir()
     (path / "config.json").write_text(json.dumps(to_dict(cfg)))
-    (path / "final_scores.json").write_text(json.dumps({"method": "JEDI", "env_steps": cfg.env_steps,
-                                                        "episode_returns": returns}))
+    scores = {"method": "JEDI", "game": "Krull", "seed": 1, "env_steps": cfg.env_steps,
+              "episode_returns": returns, **recorded}
+    (path / "final_scores.json").write_text(json.dumps(scores))
     records = [{"epoch": 1, "env_steps": 2_000, "epoch_seconds": 1800.0, "eval_return": 1_700.0},
                {"epoch": 2, "env_steps": 2_100, "epoch_seconds": 1800.0}]
     (path / "metrics.jsonl").write_text("\n".join(json.dumps(record) for record in records))
@@ -53,3 +54,8 @@ def test_a_run_learns_only_where_its_mean_beats_random_play_by_more_than_three_s
     assert above["random"] == random_krull and above["training_hours"] == 1.0
     assert above["curve"] == [{"env_steps": 2_000, "eval_return": 1_700.0}]
     assert np.isclose(above["hns"], (above["mean"] - random_krull) / (above["human"] - random_krull))
+    # A run that played its untrained agent itself: its returns are taken, not played again or the cache's.
+    recorded = runs.summarise_run(_run_dir(tmp_path / "recorded", list(random_krull + 3.2 * error + spread),
+                                           untrained_episode_returns=[1_500.0, 1_540.0]), untrained, 2)
+    assert np.isclose(recorded["untrained_mean"], 1_520.0)
+    assert untrained["Krull/cpu/seed1"] == [1_500.0, 1_540.0]

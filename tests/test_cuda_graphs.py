@@ -285,8 +285,9 @@ class _EmulatedGraph:
             parameter.grad = attribute
 
 
-class _EmulatedGraphUpdate(StaticUpdate):
-    """:class:`StaticUpdate` taking its GPU path on the CPU, with :class:`_EmulatedGraph` for the graph."""
+class _GpuPathUpdate(StaticUpdate):
+    """:class:`StaticUpdate` taking its GPU path on the CPU: warm-ups run eagerly, and the real capture raises
+    (torch has no CUDA graphs here)."""
 
     @staticmethod
     def graphed(example):
@@ -295,6 +296,10 @@ class _EmulatedGraphUpdate(StaticUpdate):
     def _warm_up(self, inputs):
         with self.context():
             return self.fn(*inputs)
+
+
+class _EmulatedGraphUpdate(_GpuPathUpdate):
+    """The GPU path with :class:`_EmulatedGraph` for the graph."""
 
     def _capture(self):
         # A capture allocates the graph's memory (outputs, gradients) but runs nothing and draws no numbers.
@@ -331,20 +336,8 @@ def test_the_gpu_path_of_graphed_updates_gives_the_eager_updates_under_graph_mem
 # A capture that fails: the GPU path taken on a CPU, where torch has no CUDA graphs to capture
 
 
-class _CaptureFailsUpdate(StaticUpdate):
-    """:class:`StaticUpdate` taking its GPU path on the CPU, where the real capture raises."""
-
-    @staticmethod
-    def graphed(example):
-        return True
-
-    def _warm_up(self, inputs):
-        with self.context():
-            return self.fn(*inputs)
-
-
 def test_a_failed_capture_warns_with_its_traceback_and_the_update_runs_eagerly(smoke_setup, monkeypatch):
-    monkeypatch.setattr(jedi_core.training.updates, "StaticUpdate", _CaptureFailsUpdate)
+    monkeypatch.setattr(jedi_core.training.updates, "StaticUpdate", _GpuPathUpdate)
     updates = jedi_core.cuda_graphs.WARMUP_RUNS + 3  # warm-ups, the failed capture, then eager calls
     eager, _, _, eager_logs = _world_model_updates(smoke_setup, "smoke", (), graphs=False, updates=updates)
     failed = "capture of the update of (diffusion|reward_end)_loss failed"

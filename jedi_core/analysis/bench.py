@@ -222,12 +222,11 @@ def run_bench(pair: Sequence[str] = PAIRS["paper"], device: str = "auto", world_
             report["errors"][preset] = result
         else:
             report[role] = result
+        if "jedi" in report and "pixel" in report:
+            report["ratios"] = {key: report["jedi"][key] / report["pixel"][key]
+                                for key in metric_names(settings)}
         if out is not None:
             write_report(report, out)
-    if "jedi" in report and "pixel" in report:
-        report["ratios"] = {key: report["jedi"][key] / report["pixel"][key] for key in metric_names(settings)}
-    if out is not None:
-        write_report(report, out)
     return report
 
 

@@ -44,12 +44,9 @@ def _fmt_ci(summary: dict, name: str) -> str:
 
 def _markdown(user: dict[str, dict[str, list[float]]], summaries: dict[str, dict], games: list[str],
               baselines: Sequence[str], means_only: set[str], short: list[RunResult],
-              skipped: Sequence[str], found: Sequence[RunResult] = (),
-              partial: dict[str, list[str]] | None = None,
-              unfinished: Sequence[tuple[Path, int | None, int | None]] = (), reps: int = 2000,
-              seed: int = 0) -> str:
+              skipped: Sequence[str], found: Sequence[RunResult], partial: dict[str, list[str]],
+              unfinished: Sequence[tuple[Path, int | None, int | None]], reps: int, seed: int) -> str:
     ref = metrics.load_reference()
-    partial = partial or {}
     lines = ["# Atari100k report", ""]
     if unfinished:
         lines += [f"**{len(unfinished)} run(s) have not finished** and are in no table:", ""]
@@ -153,8 +150,8 @@ def _learning_section(found: Sequence[RunResult], user: dict[str, dict[str, list
     medians = {}
     for method, per_game in user.items():
         runs = [run for run in found if run.method == method]
-        learnt = [game for game in per_game if sum(run.learns for run in runs if run.game == game)
-                  > len([run for run in runs if run.game == game]) / 2]
+        verdicts = {game: [run.learns for run in runs if run.game == game] for game in per_game}
+        learnt = [game for game, learns in verdicts.items() if sum(learns) > len(learns) / 2]
         timed = [run.hours for run in runs if run.hours is not None]
         medians[method] = float(np.median(timed)) if timed else None
         lines.append(f"| {method} | {len(learnt)} of {len(per_game)}"
@@ -191,7 +188,7 @@ def _improvement_section(user: dict[str, dict[str, list[float]]], partial: dict[
             "random (0.5: a toss-up).", "", *lines]
 
 
-def _figure(summaries: dict[str, dict], games: list[str], found: Sequence[RunResult] = ()) -> bytes:
+def _figure(summaries: dict[str, dict], games: list[str], found: Sequence[RunResult]) -> bytes:
     """Per game: each method's HNS (bars: the mean over seeds; dots: the seeds; black ticks: its untrained
     agent; 0 is random play, 1 human play); beside it, the aggregates with their intervals."""
     # Figure + FigureCanvasAgg instead of pyplot: the global matplotlib backend (e.g. a notebook's) stays.
