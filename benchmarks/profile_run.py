@@ -34,10 +34,10 @@ import torch
 from jedi_core.analysis.launches import count_launches
 from jedi_core.optim import apply_gradients, backward_and_clip
 from jedi_core.presets import make_config
-from jedi_core.replay import sample_contexts, sample_diffusion_batch, sample_reward_end_batch
-from jedi_core.training.collect import Collector, evaluate
+from jedi_core.training.collect import evaluate
 from jedi_core.training.loop import PERIODIC_EVAL_SEED, Trainer
 from jedi_core.training.schedule import schedule_epochs, total_updates
+from jedi_core.training.updates import draw_inputs
 
 
 class Stopwatch:
@@ -70,22 +70,11 @@ def time_updates(trainer: Trainer, watch: Stopwatch, count: int) -> dict[str, in
     watch.wrap(world_model.denoiser, "sample_along", "reward/end: sampled next inputs")
     watch.wrap(world_model, "burn_in", "actor-critic: burn-in of fresh contexts")
 
-    def diffusion_inputs():
-        return (sample_diffusion_batch(trainer.replay, cfg.world_model, rng,
-                                       cfg.replay.sample_weights).to_torch(device),)
-
-    def reward_end_inputs():
-        return (sample_reward_end_batch(trainer.replay, cfg.world_model, rng,
-                                        cfg.replay.sample_weights).to_torch(device),)
-
-    def actor_critic_inputs():
-        return sample_contexts(trainer.replay, 2 * cfg.actor_critic.batch_size, world_model.context_length,
-                               rng, cfg.replay.sample_weights, device)
-
     ops = {}
-    for label, update, inputs in (("diffusion", trainer.updates.diffusion, diffusion_inputs),
-                                  ("reward/end", trainer.updates.reward_end, reward_end_inputs),
-                                  ("actor-critic", trainer.updates.actor_critic, actor_critic_inputs)):
+    for label, kind in (("diffusion", "diffusion"), ("reward/end", "reward_end"),
+                        ("actor-critic", "actor_critic")):
+        update = getattr(trainer.updates, kind)
+        inputs = functools.partial(draw_inputs, kind, cfg, trainer.replay, rng, device)
         args = inputs()
         ops[label] = count_launches(functools.partial(update, *args, check_finite=False)).total  # warms up
         for _ in range(count):
@@ -107,14 +96,13 @@ def profile(preset: str, overrides: list[str], updates: int) -> dict:
     watch = Stopwatch()
     with tempfile.TemporaryDirectory() as scratch:
         trainer = Trainer(cfg, scratch, quiet=True)
-        trainer._collector = Collector(cfg, trainer.replay, trainer.agent, cfg.seed)
         with watch("random collection"):
-            trainer._collect(train.initial_random_steps, 1.0, random_policy=True)
+            trainer.collect(train.initial_random_steps, 1.0, random_policy=True)
         with watch("checkpoint and replay save"):
             trainer.save_checkpoint()
         ops = time_updates(trainer, watch, updates)
         with watch("collection"):
-            trainer._collect(train.env_steps_per_epoch, train.epsilon)
+            trainer.collect(train.env_steps_per_epoch, train.epsilon)
         steps_before = trainer.replay.num_steps
         with watch("evaluation"):
             returns = evaluate(trainer.agent, cfg, train.periodic_eval_episodes, seed=PERIODIC_EVAL_SEED)

@@ -19,7 +19,7 @@ import time
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from jedi_core.agent import Agent
+from jedi_core.agent import build_agent
 from jedi_core.analysis.bench import synthetic_replay
 from jedi_core.cuda_graphs import graphed_imagine_step
 from jedi_core.imagination import Imagination
@@ -36,7 +36,7 @@ def main(preset: str, device_name: str, out_path: str) -> None:
     cfg = make_config(preset, [f"device={device_name}", f"actor_critic.batch_size={BATCH}"])
     device = resolve_device(cfg.device)
     rng = seed_everything(0)
-    agent = Agent(cfg, NUM_ACTIONS).to(device)
+    agent = build_agent(cfg, NUM_ACTIONS, device)
     world_model, actor_critic = agent.world_model, agent.actor_critic
     replay = synthetic_replay(2000, NUM_ACTIONS)
     ac_cfg = cfg.actor_critic

@@ -19,7 +19,7 @@ from jedi_core.nn.actor_critic import ActorCritic
 from jedi_core.nn.blocks import LSTMState
 from jedi_core.optim import linear_warmup, make_adamw
 from jedi_core.replay import frames_to_float
-from jedi_core.runtime import compile_modules
+from jedi_core.runtime import compile_modules, use_channels_last
 from jedi_core.world_model import build_world_model
 
 
@@ -125,3 +125,12 @@ def play_episode(agent: Agent, env: gym.Env, seed: int, max_steps: int | None = 
         done = terminated or truncated
     return EpisodeRecording(np.array(actions, np.int64), np.array(rewards, np.float64),
                             np.stack(frames) if keep_frames else None)
+
+
+def build_agent(cfg: Config, num_actions: int, device: torch.device | str) -> Agent:
+    """The agent as a run builds it: on ``device``, its weights in the run's memory format
+    (``performance.channels_last``), its per-step networks compiled where ``performance.compile`` asks."""
+    agent = Agent(cfg, num_actions).to(device)
+    use_channels_last(agent, cfg.performance.channels_last, device)
+    agent.compile_per_step_networks(cfg.performance.compile)
+    return agent

@@ -42,7 +42,20 @@ from jedi_core.world_model import ImaginationState, WorldModel
 WARMUP_RUNS = 3
 
 
-class StaticStep:
+class _Captured:
+    """What :class:`StaticStep` and :class:`StaticUpdate` share: which calls a graph captures, the graph once
+    captured, and the traceback of a capture that failed."""
+
+    graph: torch.cuda.CUDAGraph | None = None
+    capture_error: str | None = None
+
+    @staticmethod
+    def graphed(example: Tensor) -> bool:
+        """Whether calls with inputs like ``example`` are captured: on a GPU."""
+        return example.is_cuda
+
+
+class StaticStep(_Captured):
     """``fn`` (fixed-shape tensors in, a list of tensors out) captured in a CUDA graph on a GPU.
 
     Call it with tensors shaped like ``example_inputs``; it returns fresh copies of ``fn``'s outputs.
@@ -53,19 +66,12 @@ class StaticStep:
         self.fn = fn
         self.context = context
         self.inputs = [tensor.clone() for tensor in example_inputs]
-        self.graph: torch.cuda.CUDAGraph | None = None
-        self.capture_error: str | None = None  # the traceback of a failed capture
         self.outputs: Sequence[Tensor] = ()
         if self.graphed(self.inputs[0]):
             try:
                 self._capture()
             except Exception:  # noqa: BLE001 - any failure: run eagerly, and say why
                 self.capture_error = capture_failed("an imagined step")
-
-    @staticmethod
-    def graphed(example: Tensor) -> bool:
-        """Whether calls with inputs like ``example`` are captured: on a GPU."""
-        return example.is_cuda
 
     def _capture(self) -> None:
         for _ in range(WARMUP_RUNS):
@@ -111,7 +117,7 @@ def on_side_stream(fn: Callable[..., object], inputs: Sequence[Tensor], context:
 LossAndLogs = tuple[Tensor, Logs]
 
 
-class StaticUpdate:
+class StaticUpdate(_Captured):
     """An :class:`~jedi_core.optim.Update` whose loss, gradients and clipping a CUDA graph replays on a GPU.
 
     Called like the update (``inputs``, ``check_finite``), it returns the logs. The first
@@ -136,8 +142,6 @@ class StaticUpdate:
         self.context = update.context
         self.calls = 0
         self.inputs: list[Tensor] = []
-        self.graph: torch.cuda.CUDAGraph | None = None
-        self.capture_error: str | None = None  # the traceback of a failed capture
         self.outputs: LossAndLogs | None = None
         self.grads: list[Tensor | None] = []
         self.structure: list[type | None] = []  # per input: None for a tensor, else its type (a TorchBatch)
@@ -188,11 +192,6 @@ class StaticUpdate:
                 items.append(kind(*tensors[position: position + size]))
                 position += size
         return items
-
-    @staticmethod
-    def graphed(example: Tensor) -> bool:
-        """Whether calls with inputs like ``example`` are captured: on a GPU."""
-        return example.is_cuda
 
     def _warm_up(self, inputs: Sequence[Tensor]) -> LossAndLogs:
         return on_side_stream(self.fn, inputs, self.context)

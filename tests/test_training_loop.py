@@ -75,7 +75,6 @@ def test_initial_collection_goes_on_until_it_has_seen_enough_minority_rewards(th
                                 f"training.initial_minority_rewards={threshold}",
                                 f"training.initial_random_steps_max={cap}"])
     trainer = Trainer(cfg, tmp_path, quiet=True)
-    trainer._collector = loop.Collector(cfg, trainer.replay, trainer.agent, cfg.seed)
     trainer._initial_collection()
     rewards = np.concatenate([episode.rewards for episode in trainer.replay.episodes])
     steps = trainer.counters["env_steps"]
@@ -153,6 +152,7 @@ def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_
 
     monkeypatch.setattr(WorldModel, "diffusion_loss", diverging)
     monkeypatch.setattr(Trainer, "save_checkpoint", recording_save)
+    monkeypatch.setattr(Trainer, "announce_projection", lambda self: None)  # its copy's losses would count
     with pytest.raises(FloatingPointError, match=r"epoch 3: non-finite [^(]*\bdiffusion_loss\b") as error:
         Trainer(cfg, tmp_path, quiet=True).run()
     assert "the last good checkpoint" in str(error.value)
@@ -345,12 +345,13 @@ def test_a_stop_in_mid_collection_saves_the_reset_count_the_replay_has_seen(tmp_
     assert games_started > 1 and saved["collector_resets"] == games_started  # no reset seed used twice
 
 
-def test_the_untrained_agent_plays_the_final_episodes_first_and_the_run_trains_as_without_it(
-        tmp_path, monkeypatch, toy_run_overrides):
+def test_the_untrained_agent_and_the_projection_come_first_and_the_run_trains_as_without_them(
+        tmp_path, monkeypatch, capsys, toy_run_overrides):
     """Before any update the run's agent (its seed's initial weights) plays the final evaluation's episodes;
-    final_scores.json carries those returns beside the trained agent's, with the hours the run took. The
-    untrained games draw from a copy of the generators: the run's weights and scores are those of a run
-    without them."""
+    final_scores.json carries those returns beside the trained agent's, with the hours the run took. Then a
+    projected run time is printed, even by a quiet run. The untrained games and the projection's timed
+    updates draw from copies of the generators and train a copy of the agent: the run's weights and scores
+    are those of a run without them."""
     from jedi_core.agent import Agent
     from jedi_core.envs import env_num_actions
     from jedi_core.runtime import seed_everything
@@ -367,11 +368,44 @@ def test_the_untrained_agent_plays_the_final_episodes_first_and_the_run_trains_a
     assert untrained["episode_returns"] == expected == scores["untrained_episode_returns"]
     assert untrained["seconds"] > 0
     epochs = sum(record["epoch_seconds"] for record in _metrics(tmp_path / "with"))
-    assert epochs / 3600 < scores["hours"] < (epochs + 600) / 3600 and scores["threads"] >= 1
+    assert (epochs + untrained["seconds"]) / 3600 < scores["hours"] < (epochs + 600) / 3600
+    assert scores["threads"] >= 1
+    projected = [line for line in capsys.readouterr().err.splitlines() if line.startswith("projected: ")]
+    assert len(projected) == 1 and " for this run on cpu (" in projected[0]
 
     monkeypatch.setattr(Trainer, "evaluate_untrained", lambda self: None)
+    monkeypatch.setattr(Trainer, "announce_projection", lambda self: None)
     without = Trainer(cfg, tmp_path / "without", quiet=True)
     assert without.run()["episode_returns"] == scores["episode_returns"]
     assert not (tmp_path / "without" / UNTRAINED_SCORES_FILE).exists()
     for name, value in without.agent.state_dict().items():
         torch.testing.assert_close(with_untrained.agent.state_dict()[name], value, rtol=0, atol=0, msg=name)
+
+
+def test_the_projection_times_a_copy_and_scales_its_rates_to_the_schedule(tmp_path, monkeypatch):
+    """The timed updates train a copy: the run's weights, counters and generators are untouched. The
+    projection is the schedule's updates at the measured rates plus every evaluation episode (periodic,
+    final and the untrained agent's) at the given pace."""
+    from jedi_core.training import projection
+    from jedi_core.training.schedule import schedule_epochs, total_updates
+
+    cfg = make_config("smoke", ["training.eval_every_epochs=2"])
+    trainer = Trainer(cfg, tmp_path, quiet=True)
+    trainer.collect(cfg.training.initial_random_steps, 1.0, random_policy=True)
+    weights = {name: value.clone() for name, value in trainer.agent.state_dict().items()}
+    counters, rng_state = dict(trainer.counters), trainer.rng.bit_generator.state
+    torch_state = torch.random.get_rng_state()
+    world_model_rate, actor_critic_rate = projection.time_updates(trainer)
+    assert world_model_rate > 0 and actor_critic_rate > 0
+    assert trainer.counters == counters and trainer.rng.bit_generator.state == rng_state
+    assert torch.equal(torch.random.get_rng_state(), torch_state)
+    for name, value in trainer.agent.state_dict().items():
+        torch.testing.assert_close(value, weights[name], rtol=0, atol=0, msg=name)
+
+    monkeypatch.setattr(projection, "time_updates", lambda trainer: (4.0, 2.0))
+    projected = projection.project(trainer, episode_seconds=0.5)
+    world_model, actor_critic = total_updates(cfg)
+    episodes = schedule_epochs(cfg) // 2 * cfg.training.periodic_eval_episodes + 2 * cfg.eval_episodes
+    assert projected.update_hours == pytest.approx((world_model / 4 + actor_critic / 2) / 3600)
+    assert projected.evaluation_hours == pytest.approx(episodes * 0.5 / 3600)
+    assert projected.hours == pytest.approx(projected.update_hours + projected.evaluation_hours)

@@ -36,12 +36,12 @@ from pathlib import Path
 
 import torch
 
-from jedi_core.agent import Agent
+from jedi_core.agent import Agent, build_agent
 from jedi_core.analysis.bench import synthetic_replay
 from jedi_core.cuda_graphs import StaticUpdate, graphed_imagine_step
 from jedi_core.presets import make_config
 from jedi_core.replay import sample_contexts, sample_diffusion_batch, sample_reward_end_batch
-from jedi_core.runtime import atomic_write_text, resolve_device, seed_everything, to_floats, use_channels_last
+from jedi_core.runtime import atomic_write_text, resolve_device, seed_everything, to_floats
 from jedi_core.training.updates import make_updates
 
 KINDS = ("diffusion", "reward_end", "actor_critic")
@@ -51,7 +51,7 @@ SPREAD_FACTOR, LOG_FLOOR, WEIGHT_FLOOR = 10.0, 1e-4, 0.01
 
 
 def build(cfg, num_actions: int, device: torch.device):
-    agent = use_channels_last(Agent(cfg, num_actions).to(device), cfg.performance.channels_last, device)
+    agent = build_agent(cfg, num_actions, device)
     copies = {"eager": agent, "eager_again": copy.deepcopy(agent), "graphed": copy.deepcopy(agent)}
     updates = {}
     for name, copied in copies.items():

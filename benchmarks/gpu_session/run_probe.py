@@ -90,6 +90,9 @@ class TimedTrainer(Trainer):
     def evaluate_untrained(self) -> None:
         """Not played here: it costs what the final evaluation costs, which the projection counts twice."""
 
+    def announce_projection(self) -> None:
+        """Not said here: this probe times the run's own phases and projects from them."""
+
     def final_evaluation(self) -> dict:
         """The trainer's evaluation (``collect.evaluate``, its side-by-side environments included), timed per
         env step, its games cut at ``eval_max_steps``; no scores file (they would mean nothing)."""

@@ -38,7 +38,6 @@ from jedi_core.runtime import (
     resolve_device,
     seed_everything,
     set_backend_flags,
-    use_channels_last,
 )
 from jedi_core.training.schedule import total_updates
 
@@ -83,7 +82,7 @@ def _synchronize(device: torch.device) -> None:
 
 def measure_preset(preset: str, settings: dict) -> dict:
     """All four measurements for one preset (run it in a fresh process for an honest peak memory)."""
-    from jedi_core.agent import Agent
+    from jedi_core.agent import build_agent
     from jedi_core.cuda_graphs import graphed_imagine_step
     from jedi_core.imagination import Imagination
     from jedi_core.replay import sample_contexts, sample_diffusion_batch, sample_reward_end_batch
@@ -97,8 +96,7 @@ def measure_preset(preset: str, settings: dict) -> dict:
     set_backend_flags(cfg.performance.tf32, cfg.performance.cudnn_benchmark)
     rng = seed_everything(0)
     num_actions = settings["num_actions"]
-    agent = use_channels_last(Agent(cfg, num_actions).to(device), cfg.performance.channels_last, device)
-    agent.compile_per_step_networks(cfg.performance.compile)  # as the trainer does; warm-up absorbs it
+    agent = build_agent(cfg, num_actions, device)  # compiled as the trainer's; warm-up absorbs it
     world_model, actor_critic = agent.world_model, agent.actor_critic
     replay = synthetic_replay(settings["replay_steps"], num_actions)
     updates = make_updates(agent, world_model.make_optimizers(), agent.make_actor_critic_optimizer(),

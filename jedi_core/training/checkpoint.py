@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 import jedi_core
-from jedi_core.agent import Agent
+from jedi_core.agent import Agent, build_agent
 from jedi_core.config import Config
 from jedi_core.configlib import apply_overrides, from_dict, to_dict
 from jedi_core.envs import env_num_actions
@@ -220,7 +220,7 @@ def _load_run_agent(run_dir: Path, device: str | None) -> tuple[Config, Agent, d
 
 
 def _agent_with_weights(cfg: Config, weights: dict) -> Agent:
-    agent = Agent(cfg, env_num_actions(cfg.env)).to(resolve_device(cfg.device))
+    agent = build_agent(cfg, env_num_actions(cfg.env), resolve_device(cfg.device))
     agent.load_state_dict(weights)
     return agent
 

@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from tqdm.auto import tqdm
@@ -42,6 +43,9 @@ from jedi_core.training.run_dir import (
 )
 from jedi_core.training.schedule import hours_left
 from jedi_core.training.tensorboard import TensorBoardMirror
+
+if TYPE_CHECKING:
+    from jedi_core.training.projection import Projection
 
 #: Updates whose logs are read (and checked for divergence) in one device-to-host transfer.
 LOG_CHUNK = 200
@@ -183,14 +187,10 @@ class RunHarness:
         began = time.perf_counter()
         for start in range(0, count, chunk):
             size = min(chunk, count - start)
-            chunk_began = time.perf_counter()
             logs = mean_logs([update() for _ in range(size)])  # reading the logs waits for the device
             if label and self._bar is not None:
                 self._bar.set_description(f"{self._bar_title} | epoch {self.counters['epoch']}: {label} "
                                           f"{start + size}/{count}")
-            if label == "diffusion" and start == 0 and not self._rates:
-                # A diffusion update was timed; a world-model update is one of each.
-                self._say_time_left(size / max(time.perf_counter() - chunk_began, 1e-9) / 2)
             if diverged := non_finite(logs):
                 raise FloatingPointError(f"epoch {self.counters['epoch']}: non-finite {', '.join(diverged)} "
                                          f"(logs: {logs}); the last good checkpoint in {self.run_dir} "
@@ -201,15 +201,17 @@ class RunHarness:
             self._timed[label] = (count, time.perf_counter() - began)
         return {key: value / count for key, value in sums.items()}
 
-    def _say_time_left(self, rate: float) -> None:
-        """How long the rest of the run will take here, from a first measured world-model update ``rate``."""
-        hours = hours_left(self.cfg, self.counters, rate, None)
-        message = (f"{rate:.3g} world-model updates/s on {self.device}: the rest of this run needs at least "
-                   f"{hours_text(hours)} (its world-model updates alone)")
-        if self.device.type == "cpu" and hours > 24:
+    def say_projection(self, projection: Projection) -> None:
+        """Say how long the whole run will take here (printed even when quiet: a sweep's log keeps it)."""
+        message = (f"projected: {hours_text(projection.hours)} for this run on {self.device} "
+                   f"({hours_text(projection.update_hours)} of updates at {projection.world_model_rate:.3g} "
+                   f"world-model and {projection.actor_critic_rate:.3g} actor-critic updates/s, "
+                   f"{hours_text(projection.evaluation_hours)} of evaluation at "
+                   f"{projection.episode_seconds:.2g} s an episode)")
+        if self.device.type == "cpu" and projection.hours > 24:
             message += ("; a CPU is days away from a paper-scale run: the smoke, toy and cpu presets are "
                         "made for a CPU, and a GPU runs this one (README)")
-        self._say(message, always=self.device.type == "cpu" and hours > 24)
+        self._say(message, always=True)
 
     # -- checkpoints ----------------------------------------------------------------------------
 

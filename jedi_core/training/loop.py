@@ -20,21 +20,21 @@ import numpy as np
 import torch
 
 import jedi_core
-from jedi_core.agent import Agent
+from jedi_core.agent import build_agent
 from jedi_core.config import Config
 from jedi_core.configlib import to_dict
 from jedi_core.envs import env_num_actions
-from jedi_core.replay import ReplayBuffer, sample_contexts, sample_diffusion_batch, sample_reward_end_batch
+from jedi_core.replay import ReplayBuffer
 from jedi_core.runtime import (
     Logs,
     atomic_write_text,
     resolve_device,
     seed_everything,
     set_backend_flags,
-    use_channels_last,
 )
 from jedi_core.training.collect import Collector, evaluate
 from jedi_core.training.harness import RunHarness
+from jedi_core.training.projection import project
 from jedi_core.training.run_dir import (
     FINAL_SCORES_FILE,
     REPLAY_DIR,
@@ -43,7 +43,7 @@ from jedi_core.training.run_dir import (
     run_environment,
 )
 from jedi_core.training.tensorboard import check_tensorboard
-from jedi_core.training.updates import make_updates
+from jedi_core.training.updates import draw_inputs, make_updates
 
 #: Periodic evaluations at epoch e use seeds from PERIODIC_EVAL_SEED + e; run seed s's final one plays
 #: episode i from FINAL_EVAL_SEED + s * FINAL_EVAL_STRIDE + i, so two run seeds share no episode. Both are
@@ -72,9 +72,7 @@ class Trainer(RunHarness):
         super().__init__(cfg, run_dir, device, run_environment(device, cfg.performance.precision), quiet)
         set_backend_flags(cfg.performance.tf32, cfg.performance.cudnn_benchmark)
         seed_everything(cfg.seed)
-        self.agent = Agent(cfg, env_num_actions(cfg.env)).to(self.device)
-        use_channels_last(self.agent, cfg.performance.channels_last, self.device)
-        self.agent.compile_per_step_networks(cfg.performance.compile)
+        self.agent = build_agent(cfg, env_num_actions(cfg.env), self.device)
         self.wm_optimizers = self.agent.world_model.make_optimizers()  # one per module, the encoder's shared
         self.ac_optimizer, self.ac_scheduler = self.agent.make_actor_critic_optimizer()
         self.updates = make_updates(self.agent, self.wm_optimizers, (self.ac_optimizer, self.ac_scheduler),
@@ -90,11 +88,10 @@ class Trainer(RunHarness):
 
     def train(self) -> None:
         """Algorithm 1 from where the counters stand: random collection, then epochs to the schedule's end."""
-        self._collector = Collector(self.cfg, self.replay, self.agent, self.cfg.seed,
-                                    resets=self.counters["collector_resets"])
         if self.counters["epoch"] == 0:
             self.evaluate_untrained()
             self._initial_collection()
+            self.announce_projection()
         while (self.counters["final_epochs"] < self.cfg.training.final_training_epochs
                or self.counters["env_steps"] < self.cfg.env_steps):
             self._epoch()
@@ -105,7 +102,7 @@ class Trainer(RunHarness):
         self.begin_epoch()
         first = self.counters["epoch"] == 1
         if self.counters["env_steps"] < cfg.env_steps:
-            self._collect(min(train.env_steps_per_epoch, cfg.env_steps - self.counters["env_steps"]),
+            self.collect(min(train.env_steps_per_epoch, cfg.env_steps - self.counters["env_steps"]),
                           train.epsilon)
         else:
             self.counters["final_epochs"] += 1
@@ -138,10 +135,14 @@ class Trainer(RunHarness):
                     self._say(f"{seen} of {train.initial_minority_rewards} minority rewards seen after "
                               f"{train.initial_random_steps} random steps: collecting more (at most {cap})")
                 steps = min(train.env_steps_per_epoch, cap - self.counters["env_steps"])
-            self._collect(steps, 1.0, random_policy=True)
+            self.collect(steps, 1.0, random_policy=True)
 
-    def _collect(self, steps: int, epsilon: float, random_policy: bool = False) -> None:
-        """``steps`` real env steps into the replay (the agent's policy, or uniformly random actions)."""
+    def collect(self, steps: int, epsilon: float, random_policy: bool = False) -> None:
+        """``steps`` real env steps into the replay (the agent's policy, or uniformly random actions), in the
+        run's environment, opened on first use where the run left it."""
+        if self._collector is None:
+            self._collector = Collector(self.cfg, self.replay, self.agent, self.cfg.seed,
+                                        resets=self.counters["collector_resets"])
         self.recent_returns += self._collector.collect(steps, epsilon, self.rng, random_policy=random_policy)
         self.recent_returns = self.recent_returns[-RECENT_RETURNS_KEPT:]
         self.counters["collector_resets"] = self._collector.resets
@@ -149,26 +150,22 @@ class Trainer(RunHarness):
 
     def train_diffusion(self) -> Logs:
         """One diffusion update on a recency-weighted batch of replay windows."""
-        batch = sample_diffusion_batch(self.replay, self.cfg.world_model, self.rng,
-                                       self.cfg.replay.sample_weights)
         self.counters["world_model_updates"] += 1
-        return self.updates.diffusion(batch.to_torch(self.device), check_finite=False)
+        return self.updates.diffusion(*self._draw("diffusion"), check_finite=False)
 
     def train_reward_end(self) -> Logs:
         """One reward/end update on a recency-weighted batch of replay windows."""
-        batch = sample_reward_end_batch(self.replay, self.cfg.world_model, self.rng,
-                                        self.cfg.replay.sample_weights)
         self.counters["reward_end_updates"] += 1
-        return self.updates.reward_end(batch.to_torch(self.device), check_finite=False)
+        return self.updates.reward_end(*self._draw("reward_end"), check_finite=False)
 
     def train_actor_critic(self) -> Logs:
         """One actor-critic update: ``horizon`` more imagined steps of every rollout, ended or truncated ones
         restarting from recency-weighted real contexts."""
-        frames, actions = sample_contexts(self.replay, 2 * self.cfg.actor_critic.batch_size,
-                                          self.agent.world_model.context_length, self.rng,
-                                          self.cfg.replay.sample_weights, self.device)
         self.counters["actor_critic_updates"] += 1
-        return self.updates.actor_critic(frames, actions, check_finite=False)
+        return self.updates.actor_critic(*self._draw("actor_critic"), check_finite=False)
+
+    def _draw(self, kind: str) -> tuple:
+        return draw_inputs(kind, self.cfg, self.replay, self.rng, self.device)
 
     def evaluate_untrained(self) -> None:
         """The agent before any update plays the final evaluation's episodes (``untrained_scores.json``, once
@@ -185,6 +182,12 @@ class Trainer(RunHarness):
                                             "seconds": time.perf_counter() - started}, indent=1))
         self._say(f"the untrained agent over {len(returns)} episodes: mean return {np.mean(returns):.2f}")
 
+    def announce_projection(self) -> None:
+        """Say how long this whole run takes here, before its first update: updates timed on a copy of the
+        trainer, episodes at the untrained agent's pace (``training.projection``)."""
+        untrained = json.loads((self.run_dir / UNTRAINED_SCORES_FILE).read_text())
+        self.say_projection(project(self, untrained["seconds"] / max(len(untrained["episode_returns"]), 1)))
+
     def final_evaluation(self) -> dict:
         """Play ``eval_episodes`` full games and write ``final_scores.json`` (what ``report`` reads), with the
         untrained agent's returns on the same episodes and the hours the run took."""
@@ -194,8 +197,10 @@ class Trainer(RunHarness):
                            progress=not self.quiet)
         untrained_file = self.run_dir / UNTRAINED_SCORES_FILE
         untrained = json.loads(untrained_file.read_text()) if untrained_file.is_file() else {}
-        # Wall time on the run's threads: its epochs (summed over resumes) and this evaluation.
-        hours = (sum(record.get("epoch_seconds", 0.0) for record in read_metrics(self.run_dir))
+        # Wall time on the run's threads: the untrained agent's games, its epochs (summed over resumes) and
+        # this evaluation.
+        hours = (untrained.get("seconds", 0.0)
+                 + sum(record.get("epoch_seconds", 0.0) for record in read_metrics(self.run_dir))
                  + time.perf_counter() - started) / 3600
         scores = {"method": METHOD_LABELS[cfg.method], "game": cfg.env.game_name, "seed": cfg.seed,
                   "episode_returns": returns, "env_steps": self.counters["env_steps"], "preset": cfg.preset,

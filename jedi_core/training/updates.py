@@ -12,11 +12,15 @@ import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
+import torch
+
 from jedi_core.agent import Agent
-from jedi_core.config import PerformanceConfig
+from jedi_core.config import Config, PerformanceConfig
 from jedi_core.cuda_graphs import StaticUpdate
 from jedi_core.imagination import Imagination, actor_critic_update
 from jedi_core.optim import OptimizerAndSchedule, Update
+from jedi_core.replay import ReplayBuffer, sample_contexts, sample_diffusion_batch, sample_reward_end_batch
 from jedi_core.runtime import Logs, autocast
 
 
@@ -48,3 +52,16 @@ def make_updates(agent: Agent, world_model_optimizers: dict[str, OptimizerAndSch
         update = Update(update.loss_fn, update.optimizers, update.clip_groups, context)
         fast.append(StaticUpdate(update) if performance.cuda_graphs else update)
     return Updates(*fast, imagination=imagination)
+
+
+def draw_inputs(kind: str, cfg: Config, replay: ReplayBuffer, rng: np.random.Generator,
+                device: torch.device | str) -> tuple:
+    """The inputs of one update of ``kind`` (``diffusion``, ``reward_end`` or ``actor_critic``), drawn
+    recency-weighted from the replay: a batch of windows for a world-model update; for an actor-critic update,
+    twice its batch of real contexts to start and restart rollouts from."""
+    if kind == "actor_critic":
+        context_length = cfg.world_model.denoiser.context_length
+        return sample_contexts(replay, 2 * cfg.actor_critic.batch_size, context_length, rng,
+                               cfg.replay.sample_weights, device)
+    sample = {"diffusion": sample_diffusion_batch, "reward_end": sample_reward_end_batch}[kind]
+    return (sample(replay, cfg.world_model, rng, cfg.replay.sample_weights).to_torch(device),)
