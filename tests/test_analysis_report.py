@@ -209,3 +209,11 @@ def test_each_run_is_shown_with_its_untrained_agent_verdict_and_hours_and_method
     assert "Median hours per run, JEDI over Pixel: 0.40x." in text
     assert "- P(JEDI > Pixel) = 1.00 [1.00, 1.00] over 1 game(s)" in text
     assert png.read_bytes().startswith(b"\x89PNG")
+
+
+def test_the_hns_axis_is_ticked_in_quarters_where_it_is_linear_and_1_2_5_beyond():
+    from jedi_core.analysis.report import hns_ticks
+
+    assert hns_ticks(-0.1, 1.6) == [0.0, 0.25, 0.5, 0.75, 1]
+    assert hns_ticks(-0.3, 25) == [-0.25, 0.0, 0.25, 0.5, 0.75, 1, 2, 5, 10, 20]
+    assert hns_ticks(-12, -0.6) == [-10, -5, -2, -1, -0.75]

@@ -188,6 +188,14 @@ def _improvement_section(user: dict[str, dict[str, list[float]]], partial: dict[
             "random (0.5: a toss-up).", "", *lines]
 
 
+def hns_ticks(low: float, high: float) -> list[float]:
+    """Ticks for an HNS axis in symlog (linear within +-1) from ``low`` to ``high``: quarters in the linear
+    part, where CPU-budget runs sit (matplotlib's own symlog ticks there are only 0 and 1), 1-2-5 beyond."""
+    beyond = [sign * base * 10 ** power for power in range(4) for base in (1, 2, 5) for sign in (1, -1)]
+    candidates = sorted({*beyond, -0.75, -0.5, -0.25, 0.0, 0.25, 0.5, 0.75})
+    return [tick for tick in candidates if low <= tick <= high]
+
+
 def _figure(summaries: dict[str, dict], games: list[str], found: Sequence[RunResult]) -> bytes:
     """Per game: each method's HNS (bars: the mean over seeds; dots: the seeds; black ticks: its untrained
     agent; 0 is random play, 1 human play); beside it, the aggregates with their intervals."""
@@ -217,6 +225,8 @@ def _figure(summaries: dict[str, dict], games: list[str], found: Sequence[RunRes
         right.bar(np.arange(len(AGGREGATES)) + (i - (len(labels) - 1) / 2) * width, points, width,
                   yerr=errors, capsize=2, label=label)
     left.set_yscale("symlog", linthresh=1.0)  # HNS spans ~0 to >10: linear near 0, log beyond human level
+    ticks = hns_ticks(*left.get_ylim())
+    left.set_yticks(ticks, [f"{tick:g}" for tick in ticks])
     left.axhline(1.0, color="grey", linestyle="--", linewidth=0.8)  # human
     left.axhline(0.0, color="grey", linestyle=":", linewidth=0.8)  # random
     if found:
