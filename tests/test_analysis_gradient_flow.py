@@ -32,3 +32,24 @@ def test_each_loss_reaches_exactly_the_networks_it_trains(preset, networks, smok
     arrows = [text for text in figure.axes[0].texts if getattr(text, "arrow_patch", None) is not None]
     assert len(arrows) == sum(len(names) for names in reached.values())  # one arrow per measured path
     plt.close(figure)
+
+
+def test_the_data_flow_picture_shows_the_gradients_the_code_sends():
+    """``assets/data_flow.json`` (the dashed arrows of ``assets/data_flow.png``) equals what autograd
+    measures now on the shipped Krull agent: rerun ``python tools/data_flow.py`` when the code changes it."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("data_flow", root / "tools" / "data_flow.py")
+    data_flow = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(data_flow)
+    measured = data_flow.measure_arrows()
+    assert json.loads(data_flow.ARROWS.read_text()) == measured
+    assert measured["diffusion loss"][:2] == ["encoder", "denoiser"]  # the context latents reach the encoder
+    assert measured["actor-critic loss"] == ["actor-critic"]  # imagination sends nothing into the world model
+    figure = data_flow.draw(measured)
+    arrows = [text for text in figure.axes[0].texts if getattr(text, "arrow_patch", None) is not None]
+    forward = len(data_flow.FORWARD) + 1  # and the imagination arrow
+    assert len(arrows) == forward + sum(len(networks) for networks in measured.values())
