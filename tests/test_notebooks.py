@@ -85,3 +85,32 @@ def test_header_refresh_is_idempotent_and_keeps_the_notebook(tmp_path):
     assert cells[0].source.startswith("# 09 · Example\n\n[![Open In Colab]")
     assert cells[0].source.endswith("Text.")
     assert cells[2].source == "x = 1"
+
+
+def test_a_your_turn_cell_runs_the_learners_lines_and_the_reference_only_when_asked(monkeypatch):
+    """Each "your turn" cell (a function decorated with ``@exercise``) stops with NotImplementedError until
+    the learner writes it; with JEDI_SOLUTIONS=1 (set by the tests) the reference of the same name runs, and
+    the notebook's next cell checks it against jedi_core (under nbval)."""
+    import re
+
+    spec = importlib.util.spec_from_file_location("solutions", ROOT / "notebooks" / "solutions.py")
+    solutions = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(solutions)
+    stubs = {}
+    for notebook in NOTEBOOKS:
+        for cell in nbformat.read(notebook, as_version=4).cells:
+            if cell.cell_type == "code" and "@exercise" in cell.source:
+                name = re.search(r"@exercise\ndef (\w+)\(", cell.source).group(1)
+                stubs[name] = cell.source
+    assert set(stubs) == set(solutions.REFERENCES)
+    assert set(stubs) == {"euler_step", "switch_by_hand", "lambda_returns_by_hand"}
+    for name, source in stubs.items():
+        assert "raise NotImplementedError" in source  # the learner's to write
+        namespace = {"exercise": solutions.exercise}
+        code = source.replace("from solutions import exercise\n", "")
+        monkeypatch.setenv("JEDI_SOLUTIONS", "0")
+        exec(compile(code, name, "exec"), {"torch": __import__("torch"), **namespace}, namespace)
+        with pytest.raises(NotImplementedError, match="your turn"):
+            namespace[name](*[None] * namespace[name].__code__.co_argcount)
+        monkeypatch.setenv("JEDI_SOLUTIONS", "1")
+        assert solutions.exercise(namespace[name]) is solutions.REFERENCES[name]

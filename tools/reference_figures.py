@@ -112,8 +112,10 @@ def execute(path: Path, smoke: bool, timeout: int | None) -> tuple[object, float
 
     notebook = nbformat.read(path, as_version=4)
     with tempfile.TemporaryDirectory(prefix="jedi_runs_") as runs, \
-            mock.patch.dict(os.environ, {"JEDI_SMOKE": "1" if smoke else "0", "JEDI_RUNS": runs}):
-        # The kernel inherits this environment; JEDI_RUNS: a training notebook starts from scratch.
+            mock.patch.dict(os.environ, {"JEDI_SMOKE": "1" if smoke else "0", "JEDI_RUNS": runs,
+                                         "JEDI_SOLUTIONS": "1"}):
+        # The kernel inherits this environment; JEDI_RUNS: a training notebook starts from scratch;
+        # JEDI_SOLUTIONS: the "your turn" cells run the reference lines (notebooks/solutions.py).
         start = time.perf_counter()
         NotebookClient(notebook, timeout=timeout, kernel_name="python3",
                        resources={"metadata": {"path": str(path.parent)}}).execute()
