@@ -1,6 +1,7 @@
 """Train JEDI on the toy Catch game and record its learning curve.
 
     python benchmarks/toy_learning_curve.py --seed 0
+    python benchmarks/toy_learning_curve.py --redraw     # the figure again from the JSON, no training
 
 Runs ``python -m jedi_core train --preset toy`` in ``--run-dir`` (resumable: run it again to continue), then
 writes the curve to ``assets/toy_learning_curve.png`` and a JSON summary (env steps and wall time to reach
@@ -33,8 +34,15 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--run-dir", default=None, help="default: runs/toy_learning_curve_seed<seed>")
     parser.add_argument("--out", default="assets")
+    parser.add_argument("--redraw", action="store_true", help="the figure again from OUT's JSON; no training")
     parser.add_argument("overrides", nargs="*", help="config overrides, e.g. env_steps=5000")
     args = parser.parse_args()
+    out = Path(args.out)
+    if args.redraw:
+        summary = json.loads((out / "toy_learning_curve.json").read_text())
+        cfg = make_config("toy", [f"seed={summary['seed']}", *summary["overrides"]])
+        draw(summary, summary["curve"], cfg, out)
+        return
 
     cfg = make_config("toy", [f"seed={args.seed}", *args.overrides])
     run_dir = Path(args.run_dir or f"runs/toy_learning_curve_seed{args.seed}")
@@ -55,17 +63,20 @@ def main() -> None:
                     "torch": torch.__version__, "threads": torch.get_num_threads(),
                     "device": str(cfg.device), "jedi_core": jedi_core.__version__},
     }
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "toy_learning_curve.json", json.dumps(summary, indent=1))
-    title = (f"JEDI on Catch (toy preset, seed {args.seed}): {summary['final_mean_return']:.2f} over "
+    draw(summary, records, cfg, out)
+    print(json.dumps({k: v for k, v in summary.items() if k != "curve"}, indent=1))
+
+
+def draw(summary: dict, records: list[dict], cfg, out: Path) -> None:
+    title = (f"JEDI on Catch (toy preset, seed {summary['seed']}): {summary['final_mean_return']:.2f} over "
              f"{summary['final_episodes']} episodes after {summary['env_steps']:,} steps")
     figure = plot_learning_curve(records, title, optimal=CatchEnv.optimal_return,
                                  random=random_policy_return(),
                                  random_steps=cfg.training.initial_random_steps,
                                  eval_episodes=cfg.training.periodic_eval_episodes)
     figure.savefig(out / "toy_learning_curve.png", dpi=120)
-    print(json.dumps({k: v for k, v in summary.items() if k != "curve"}, indent=1))
 
 
 if __name__ == "__main__":

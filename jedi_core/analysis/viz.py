@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 
 import numpy as np
@@ -67,7 +68,7 @@ def plot_learning_curve(records: Sequence[dict], title: str = "", optimal: float
     axis.set_xlim(left=0)
     axis.set_xlabel("env steps")
     axis.set_ylabel("return")
-    axis.set_title(title)
+    axis.set_title(textwrap.fill(title, 64), fontsize=10)  # a long title wraps, never runs off the figure
     axis.legend(fontsize=8, loc="center left")  # over the random-collection phase, where no curve is yet
     figure.tight_layout()
     return figure
