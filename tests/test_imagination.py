@@ -233,19 +233,19 @@ def test_the_first_update_starts_every_rollout_and_later_ones_carry_them_on(smok
 
 def test_the_trainer_draws_twice_the_batch_of_fresh_contexts_per_actor_critic_update(tmp_path, monkeypatch):
     from jedi_core.presets import make_config
-    from jedi_core.training import loop
+    from jedi_core.training import loop, updates
 
     cfg = make_config("smoke", ["env.kind=toy", "device=cpu"])
     trainer = loop.Trainer(cfg, tmp_path, quiet=True)
     trainer.replay = synthetic_replay(100, 3)
     drawn = []
-    original = loop.sample_contexts
+    original = updates.sample_contexts
 
     def counting(replay, count, *args, **kwargs):
         drawn.append(count)
         return original(replay, count, *args, **kwargs)
 
-    monkeypatch.setattr(loop, "sample_contexts", counting)
+    monkeypatch.setattr(updates, "sample_contexts", counting)
     trainer.train_actor_critic()
     assert drawn == [2 * cfg.actor_critic.batch_size]
 
