@@ -3,7 +3,9 @@ same values at the same epochs, once each even across a resume, and every run re
 
 import json
 import shutil
+import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -99,7 +101,13 @@ def test_a_run_records_where_it_trained_beside_its_config_and_in_its_scores(fini
     environment = json.loads((run_dir / ENVIRONMENT_FILE).read_text())
     assert environment == {"device": "cpu", "gpu": None, "torch": torch.__version__,
                            "cuda": torch.version.cuda, "precision": "fp32",
-                           "python": environment["python"], "jedi_core": environment["jedi_core"]}
+                           "python": environment["python"], "jedi_core": environment["jedi_core"],
+                           "commit": environment["commit"]}
+    # The commit the code ran from, as git names it (this test runs in a checkout of the repository).
+    root = Path(__file__).resolve().parents[1]
+    head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+    assert environment["commit"] in (head, head + "+changes")
     scores = json.loads((run_dir / FINAL_SCORES_FILE).read_text())
     assert scores["environment"] == environment
     load_run(run_dir, replay=False)  # config.json is still a config, and nothing else

@@ -27,7 +27,6 @@ import hashlib
 import json
 import os
 import platform
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -36,6 +35,7 @@ from unittest import mock
 import nbformat
 
 from jedi_core.analysis.full_size import MANIFEST, TAG_PREFIX, format_duration
+from jedi_core.training.run_dir import source_commit
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -53,18 +53,6 @@ def tagged_name(cell) -> str | None:
 def source_sha256(cell) -> str:
     """The hash of a cell's source, kept with its outputs to tell when the cell has changed since."""
     return hashlib.sha256(cell.source.encode()).hexdigest()
-
-
-def current_commit() -> str | None:
-    """``git rev-parse HEAD``, with ``+changes`` where tracked files differ from it; None without git."""
-    try:
-        head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True,
-                              check=True).stdout.strip()
-        changed = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
-                                 capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    return head + ("+changes" if changed else "")
 
 
 def kept_outputs(notebook) -> dict[str, dict]:
@@ -194,7 +182,7 @@ def main(argv: list[str] | None = None) -> None:
         notebook, seconds = execute(available[stem], args.smoke, args.timeout)
         record = {"seconds": round(seconds, 1), "device": device_description(),
                   "date": datetime.date.today().isoformat(), "load_average_at_start": round(load, 2),
-                  "commit": current_commit()}
+                  "commit": source_commit()}
         if not args.smoke:
             record["outputs"] = keep(stem, kept_outputs(notebook), args.out)
         update_manifest(args.out, stem, record, args.smoke)

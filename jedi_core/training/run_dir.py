@@ -3,7 +3,7 @@
 A run lives in one folder::
 
     RUN_DIR/config.json         the resolved config
-    RUN_DIR/environment.json    where the run last started: device, GPU, torch, CUDA, precision
+    RUN_DIR/environment.json    where the run last started: device, GPU, torch, CUDA, precision, commit
     RUN_DIR/checkpoint.pt       models, optimisers, schedules, counters, RNG states (atomic)
     RUN_DIR/checkpoint.prev.pt  the one before, read if the newest is damaged
     RUN_DIR/replay/             every real transition (atomic, incremental)
@@ -19,6 +19,7 @@ import contextlib
 import json
 import os
 import platform
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -152,4 +153,24 @@ def run_environment(device: torch.device, precision: str) -> dict[str, str | Non
             "cuda": torch.version.cuda,
             "precision": precision,
             "python": platform.python_version(),
-            "jedi_core": jedi_core.__version__}
+            "jedi_core": jedi_core.__version__,
+            "commit": source_commit()}
+
+
+def source_commit() -> str | None:
+    """The git commit jedi_core runs from, with ``+changes`` where tracked files differ from it; None outside
+    a git checkout (an installed wheel) or without git."""
+    root = Path(__file__).resolve().parents[2]
+    if not (root / ".git").exists():
+        return None
+    try:
+        head = _git(root, "rev-parse", "HEAD")
+        changed = _git(root, "status", "--porcelain", "--untracked-files=no")
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head + ("+changes" if changed else "")
+
+
+def _git(root: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, check=True,
+                          timeout=20).stdout.strip()
