@@ -5,6 +5,7 @@ import io
 
 import matplotlib.pyplot as plt  # the root conftest selects the Agg backend
 import numpy as np
+import pytest
 
 from jedi_core.analysis.viz import (
     frames_to_gif,
@@ -147,6 +148,18 @@ def test_histories_against_env_steps_draw_records_sharing_a_step_as_their_mean()
     figure = plot_histories({"run": records}, ["loss"], x_key="env_steps")
     line = figure.axes[0].lines[0]
     assert list(line.get_xdata()) == [100, 200, 300] and list(line.get_ydata()) == [4.0, 2.0, 2.0]
+    plt.close(figure)
+
+
+def test_every_history_panel_names_its_y_axis_and_takes_a_range_where_given():
+    records = [{"entropy": 1.386, "latent_std": 0.2}, {"entropy": 1.384, "latent_std": 0.3}]
+    figure = plot_histories({"run": records}, ["entropy", "latent_std"], ylabels=["nats", "std"],
+                            ylims={"entropy": (0.0, np.log(4))})
+    assert [axis.get_ylabel() for axis in figure.axes] == ["nats", "std"]
+    assert figure.axes[0].get_ylim() == pytest.approx((0.0, np.log(4)))  # not a cliff of 0.002 nats
+    plt.close(figure)
+    figure = plot_histories({"run": records}, ["latent_std"])
+    assert figure.axes[0].get_ylabel() == "latent std"  # the key, by default
     plt.close(figure)
 
 

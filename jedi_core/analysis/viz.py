@@ -233,17 +233,20 @@ def frames_to_gif(frames: np.ndarray, fps: int = 15, scale: int = 2) -> bytes:
 
 def plot_histories(histories: dict[str, Sequence[dict]], keys: Sequence[str],
                    titles: Sequence[str] | None = None, log_scale: Sequence[str] = (),
-                   x_key: str | None = None):
+                   x_key: str | None = None, ylabels: Sequence[str] | None = None,
+                   ylims: dict[str, tuple[float, float]] | None = None):
     """One panel per logged key, one line per labelled run: ``{label: [logs of update 0, 1, ...]}``.
 
     ``x_key`` plots against a logged value (e.g. ``env_steps`` of a run's metrics) instead of the index;
     records that share it (a run's training-only epochs after its step budget) are drawn as their mean, one
-    point, not a vertical segment.
+    point, not a vertical segment. Each panel's y-axis is labelled (``ylabels``, by default the key) and may
+    be given its range (``ylims``, by key: an entropy from 0 to log |A|, not its few hundredths of motion).
     """
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 3.2), squeeze=False)
-    for axis, key, title in zip(axes[0], keys, titles or keys, strict=True):
+    ylabels = ylabels or [key.replace("_", " ") for key in keys]
+    for axis, key, title, ylabel in zip(axes[0], keys, titles or keys, ylabels, strict=True):
         for label, history in histories.items():
             logged = [logs for logs in history if key in logs]
             if x_key:
@@ -255,8 +258,11 @@ def plot_histories(histories: dict[str, Sequence[dict]], keys: Sequence[str],
                 axis.plot(range(len(logged)), [logs[key] for logs in logged], label=label)
         axis.set_xlabel(x_key.replace("_", " ") if x_key else "update")
         axis.set_title(title)
+        axis.set_ylabel(ylabel)
         if key in log_scale:
             axis.set_yscale("log")
+        if ylims and key in ylims:
+            axis.set_ylim(*ylims[key])
         axis.legend(fontsize=8)
     figure.tight_layout()
     return figure
