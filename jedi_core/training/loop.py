@@ -103,7 +103,7 @@ class Trainer(RunHarness):
         first = self.counters["epoch"] == 1
         if self.counters["env_steps"] < cfg.env_steps:
             self.collect(min(train.env_steps_per_epoch, cfg.env_steps - self.counters["env_steps"]),
-                          train.epsilon)
+                         train.epsilon)
         else:
             self.counters["final_epochs"] += 1
         wm_updates = train.first_epoch_world_model_updates if first else train.world_model_updates
