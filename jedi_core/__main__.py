@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="atari (default) or the toy game")
     train.add_argument("--preset", default="atari100k", choices=list(PRESETS),
                        help="default: atari100k (paper scale, for a GPU); smoke, toy and cpu run on a CPU "
-                            "(cpu learns a real game in about two hours on one thread)")
+                            "(cpu: about an hour a run on one thread)")
     train.add_argument("--seed", type=int, default=None)
     train.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:N or mps")
     train.add_argument("--run-dir", default=None, help="default: runs/<method>_<preset>_<game>_seed<seed>")

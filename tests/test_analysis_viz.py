@@ -173,3 +173,15 @@ def test_the_learning_curve_ends_with_the_final_evaluations_mean_and_standard_er
     low, high = container.lines[2][0].get_segments()[0][:, 1]
     assert np.isclose(high - low, 2 * np.std(final, ddof=1) / 2)  # +- one standard error (n = 4)
     plt.close(figure)
+
+
+def test_the_learning_curve_marks_the_random_and_untrained_levels_it_is_given():
+    records = [{"env_steps": 100, "eval_return": 1.0}]
+    figure = plot_learning_curve(records, random=0.5, untrained=0.8)
+    levels = {line.get_label(): line.get_ydata()[0] for line in figure.axes[0].lines
+              if line.get_label() in ("random policy", "untrained agent")}
+    assert levels == {"random policy": 0.5, "untrained agent": 0.8}
+    plt.close(figure)
+    figure = plot_learning_curve(records, random=0.5)
+    assert "untrained agent" not in [line.get_label() for line in figure.axes[0].lines]
+    plt.close(figure)

@@ -37,11 +37,12 @@ def show_frames(frames: Sequence[np.ndarray] | np.ndarray, titles: Sequence[str]
 
 def plot_learning_curve(records: Sequence[dict], title: str = "", optimal: float | None = None,
                         random: float | None = None, random_steps: int = 0, eval_episodes: int | None = None,
-                        final_returns: Sequence[float] | None = None):
+                        final_returns: Sequence[float] | None = None, untrained: float | None = None):
     """Evaluation and training returns against env steps, from a run's ``metrics.jsonl`` records.
 
     ``random_steps`` shades the initial random-policy collection; ``eval_episodes`` labels the evaluations;
-    ``final_returns`` (the final evaluation's episodes) end the curve with their mean and standard error.
+    ``final_returns`` (the final evaluation's episodes) end the curve with their mean and standard error;
+    ``untrained`` (the untrained agent's mean on the same episodes) and ``random`` are drawn as levels.
     """
     import matplotlib.pyplot as plt
 
@@ -62,7 +63,8 @@ def plot_learning_curve(records: Sequence[dict], title: str = "", optimal: float
         axis.errorbar([records[-1]["env_steps"]], [float(np.mean(final_returns))], yerr=[error],
                       color="tab:red", marker="s", capsize=3,
                       label=f"final evaluation ({count} episodes, mean ± s.e.)")
-    for value, name, style in ((optimal, "optimal", "--"), (random, "random policy", ":")):
+    for value, name, style in ((optimal, "optimal", "--"), (random, "random policy", ":"),
+                               (untrained, "untrained agent", "-.")):
         if value is not None:
             axis.axhline(value, color="k", linestyle=style, linewidth=1, label=name)
     axis.set_xlim(left=0)
