@@ -112,6 +112,9 @@ def test_malformed_final_scores(tmp_path):
     write_run(bad, "JEDI", "Pong", "zero", [1.0])
     with pytest.raises(ValueError, match="invalid seed"):
         RunResult.load(bad)
+    write_run(bad, "JEDI", "Pong", 0, [1.0], hours=1.0, cpu_hours=-0.5)
+    with pytest.raises(ValueError, match="invalid cpu_hours"):
+        RunResult.load(bad)
 
 
 def test_unknown_game_and_baseline(runs_dir, tmp_path):
@@ -195,18 +198,21 @@ def test_each_run_is_shown_with_its_untrained_agent_verdict_and_hours_and_method
     for seed in range(2):
         write_run(tmp_path / "runs" / f"jedi{seed}", "JEDI", "Krull", seed,
                   [random_score + 1000, random_score + 1100],
-                  untrained_episode_returns=[random_score, random_score + 20], hours=0.5 + seed, threads=1)
+                  untrained_episode_returns=[random_score, random_score + 20], hours=0.5 + seed, threads=1,
+                  cpu_hours=0.25 + seed)
         write_run(tmp_path / "runs" / f"pixel{seed}", "Pixel", "Krull", seed,
-                  [random_score - 50, random_score + 50], hours=2.0 + seed, threads=1)
+                  [random_score - 50, random_score + 50], hours=2.0 + seed, threads=1,
+                  **({"cpu_hours": 1.75} if seed == 0 else {}))  # the other ran on older code
     md, png = write_report([tmp_path / "runs"], tmp_path / "out", baselines=(), reps=100)
     text = md.read_text()
     assert (f"| Krull | JEDI | 0 | {random_score + 1050:.1f} ± 50.0 (2) | {random_score + 10:.1f} ± 10.0 | "
-            f"{random_score:.1f} | yes | 0.50 (1) |") in text
+            f"{random_score:.1f} | yes | 0.50 (1) | 0.25 |") in text
     assert (f"| Krull | Pixel | 1 | {random_score:.1f} ± 50.0 (2) | – | {random_score:.1f} | no | "
-            "3.00 (1) |") in text
-    assert "| JEDI | 1 of 1 (Krull) | 2 of 2 | 1.00 |" in text
-    assert "| Pixel | 0 of 1 | 0 of 2 | 2.50 |" in text
+            "3.00 (1) | – |") in text
+    assert "| JEDI | 1 of 1 (Krull) | 2 of 2 | 1.00 | 0.75 |" in text
+    assert "| Pixel | 0 of 1 | 0 of 2 | 2.50 | 1.75 |" in text
     assert "Median hours per run, JEDI over Pixel: 0.40x." in text
+    assert "Median CPU-hours per run, JEDI over Pixel: 0.43x." in text
     assert "- P(JEDI > Pixel) = 1.00 [1.00, 1.00] over 1 game(s)" in text
     assert png.read_bytes().startswith(b"\x89PNG")
 

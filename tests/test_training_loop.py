@@ -369,6 +369,12 @@ def test_the_untrained_agent_and_the_projection_come_first_and_the_run_trains_as
     assert untrained["seconds"] > 0
     epochs = sum(record["epoch_seconds"] for record in _metrics(tmp_path / "with"))
     assert (epochs + untrained["seconds"]) / 3600 < scores["hours"] < (epochs + 600) / 3600
+    # CPU time over the same parts: positive in every part, and a single thread cannot use more than the wall.
+    epochs_cpu = sum(record["epoch_cpu_seconds"] for record in _metrics(tmp_path / "with"))
+    assert untrained["cpu_seconds"] > 0 and epochs_cpu > 0
+    assert (epochs_cpu + untrained["cpu_seconds"]) / 3600 < scores["cpu_hours"]
+    if torch.get_num_threads() == 1:
+        assert scores["cpu_hours"] < scores["hours"] * 1.05
     assert scores["threads"] >= 1
     projected = [line for line in capsys.readouterr().err.splitlines() if line.startswith("projected: ")]
     assert len(projected) == 1 and " for this run on cpu (" in projected[0]

@@ -125,43 +125,50 @@ def _runs_section(found: Sequence[RunResult]) -> list[str]:
     ref = metrics.load_reference()
     lines = ["", "## Runs", "",
              "| Game | Method | Seed | Final mean ± s.e. (episodes) | Untrained agent ± s.e. | Random "
-             "(published) | Learns | Hours (threads) |", "|---|---|---|---|---|---|---|---|"]
+             "(published) | Learns | Hours (threads) | CPU-hours |", "|---|---|---|---|---|---|---|---|---|"]
     for run in sorted(found, key=lambda r: (r.game, r.method, r.seed)):
         untrained = "–" if run.untrained_returns is None else (
             f"{np.mean(run.untrained_returns):.1f} ± {metrics.standard_error(run.untrained_returns):.1f}")
         hours = "–" if run.hours is None else f"{run.hours:.2f} ({run.threads or '?'})"
+        cpu_hours = "–" if run.cpu_hours is None else f"{run.cpu_hours:.2f}"
         lines.append(f"| {run.game} | {run.method} | {run.seed} | {run.score:.1f} ± {run.standard_error:.1f} "
                      f"({len(run.episode_returns)}) | {untrained} | {ref.random[run.game]:.1f} | "
-                     f"{'yes' if run.learns else 'no'} | {hours} |")
+                     f"{'yes' if run.learns else 'no'} | {hours} | {cpu_hours} |")
     lines += ["", "A run learns where its final mean beats the published random score by more than "
               f"{LEARNS_STANDARD_ERRORS:g} standard errors of that mean. The untrained agent is the run's "
               "own initial weights on the same episodes. Hours: the run's wall time (epochs and final "
-              "evaluation) on that many threads."]
+              "evaluation) on that many threads; CPU-hours: its process's CPU time over the same parts, "
+              "which neither a paused run nor other work on the cores inflates (– where older code ran a "
+              "part)."]
     return lines
 
 
 def _learning_section(found: Sequence[RunResult], user: dict[str, dict[str, list[float]]]) -> list[str]:
-    """Per method: on how many games most seeds learn, and the median hours of a run (with their ratio)."""
+    """Per method: on how many games most seeds learn, and the median hours and CPU-hours of a run (with
+    their ratios)."""
     if not found:
         return []
     lines = ["", "## Learning and cost per method", "",
-             "| Method | Games learnt (most seeds) | Runs that learn | Median hours per run |",
-             "|---|---|---|---|"]
-    medians = {}
+             "| Method | Games learnt (most seeds) | Runs that learn | Median hours per run | Median "
+             "CPU-hours per run |", "|---|---|---|---|---|"]
+    medians: dict[str, dict[str, float | None]] = {"hours": {}, "CPU-hours": {}}
     for method, per_game in user.items():
         runs = [run for run in found if run.method == method]
         verdicts = {game: [run.learns for run in runs if run.game == game] for game in per_game}
         learnt = [game for game, learns in verdicts.items() if sum(learns) > len(learns) / 2]
-        timed = [run.hours for run in runs if run.hours is not None]
-        medians[method] = float(np.median(timed)) if timed else None
+        for unit, values in (("hours", [run.hours for run in runs]),
+                             ("CPU-hours", [run.cpu_hours for run in runs])):
+            timed = [value for value in values if value is not None]
+            medians[unit][method] = float(np.median(timed)) if timed else None
+        shown = ["–" if medians[unit][method] is None else f"{medians[unit][method]:.2f}" for unit in medians]
         lines.append(f"| {method} | {len(learnt)} of {len(per_game)}"
                      f"{' (' + ', '.join(learnt) + ')' if learnt else ''} | "
-                     f"{sum(run.learns for run in runs)} of {len(runs)} | "
-                     f"{'–' if medians[method] is None else f'{medians[method]:.2f}'} |")
-    timed_methods = [method for method, median in medians.items() if median]
-    for first, second in zip(timed_methods, timed_methods[1:], strict=False):
-        lines.append(f"\nMedian hours per run, {first} over {second}: "
-                     f"{medians[first] / medians[second]:.2f}x.")
+                     f"{sum(run.learns for run in runs)} of {len(runs)} | {' | '.join(shown)} |")
+    for unit, by_method in medians.items():
+        timed_methods = [method for method, median in by_method.items() if median]
+        for first, second in zip(timed_methods, timed_methods[1:], strict=False):
+            lines.append(f"\nMedian {unit} per run, {first} over {second}: "
+                         f"{by_method[first] / by_method[second]:.2f}x.")
     return lines
 
 

@@ -9,7 +9,8 @@ Contract: a finished run is a folder holding ``final_scores.json``, written afte
 ``method`` is a non-empty string (runs are grouped by it), ``game`` one of the 26 Atari100k names,
 ``seed`` and ``env_steps`` integers, ``episode_returns`` a non-empty list of numbers. Optional, as the trainer
 writes them: ``untrained_episode_returns`` (the agent before any update, on the same episodes), ``hours``
-(the run's wall time) and ``threads``; other keys are ignored. The score of a run is the mean of its episode
+(the run's wall time), ``cpu_hours`` (its process's CPU time, which pauses and busy cores do not inflate) and
+``threads``; other keys are ignored. The score of a run is the mean of its episode
 returns; it *learns* where that mean beats the published random score by more than three standard errors.
 """
 
@@ -50,6 +51,7 @@ class RunResult:
     untrained_returns: tuple[float, ...] | None = None
     hours: float | None = None
     threads: int | None = None
+    cpu_hours: float | None = None
 
     @property
     def score(self) -> float:
@@ -97,12 +99,13 @@ class RunResult:
             "episode_returns": isinstance(returns, list) and len(returns) > 0
             and all(_is_number(r) for r in returns),
         }
-        untrained, hours, threads = (data.get(key)
-                                     for key in ("untrained_episode_returns", "hours", "threads"))
+        untrained, hours, threads, cpu_hours = (
+            data.get(key) for key in ("untrained_episode_returns", "hours", "threads", "cpu_hours"))
         checks |= {"untrained_episode_returns": untrained is None or (
                        isinstance(untrained, list) and len(untrained) > 0
                        and all(map(_is_number, untrained))),
                    "hours": hours is None or (_is_number(hours) and hours >= 0),
+                   "cpu_hours": cpu_hours is None or (_is_number(cpu_hours) and cpu_hours >= 0),
                    "threads": threads is None or (_is_int(threads) and threads > 0)}
         bad = [key for key, ok in checks.items() if not ok]
         if bad:
@@ -116,7 +119,8 @@ class RunResult:
                    episode_returns=tuple(float(r) for r in returns), env_steps=data["env_steps"], path=path,
                    preset=preset,
                    untrained_returns=None if untrained is None else tuple(map(float, untrained)),
-                   hours=None if hours is None else float(hours), threads=threads)
+                   hours=None if hours is None else float(hours), threads=threads,
+                   cpu_hours=None if cpu_hours is None else float(cpu_hours))
 
 
 def _is_int(value: object) -> bool:

@@ -147,11 +147,14 @@ class RunHarness:
         self._unlogged_epoch = {key: self.counters[key] for key in ("epoch", "final_epochs")}
         self.counters["epoch"] += 1
         self._epoch_started = time.perf_counter()
+        self._epoch_cpu_started = time.process_time()
         self._timed = {}
 
     def end_epoch(self, logs: dict[str, float]) -> None:
         """Log the epoch, show it and its time left on the progress bar, and save every few epochs."""
         logs["epoch_seconds"] = time.perf_counter() - self._epoch_started
+        # This process's CPU time: neither a pause (SIGSTOP) nor another process on the cores inflates it.
+        logs["epoch_cpu_seconds"] = time.process_time() - self._epoch_cpu_started
         self._log({**self.counters, **logs})
         if {"diffusion", "reward/end", "actor-critic"} <= self._timed.keys():
             world_model, diffusion_seconds = self._timed["diffusion"]

@@ -174,12 +174,12 @@ class Trainer(RunHarness):
         path = self.run_dir / UNTRAINED_SCORES_FILE
         if path.is_file():
             return
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
             returns = evaluate(self.agent, self.cfg, self.cfg.eval_episodes,
                                seed=final_evaluation_seed(self.cfg.seed))
-        atomic_write_text(path, json.dumps({"episode_returns": returns,
-                                            "seconds": time.perf_counter() - started}, indent=1))
+        timing = {"seconds": time.perf_counter() - started, "cpu_seconds": time.process_time() - cpu_started}
+        atomic_write_text(path, json.dumps({"episode_returns": returns, **timing}, indent=1))
         self._say(f"the untrained agent over {len(returns)} episodes: mean return {np.mean(returns):.2f}")
 
     def announce_projection(self) -> None:
@@ -190,22 +190,26 @@ class Trainer(RunHarness):
 
     def final_evaluation(self) -> dict:
         """Play ``eval_episodes`` full games and write ``final_scores.json`` (what ``report`` reads), with the
-        untrained agent's returns on the same episodes and the hours the run took."""
+        untrained agent's returns on the same episodes and the hours the run took (wall and CPU)."""
         cfg = self.cfg
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         returns = evaluate(self.agent, cfg, cfg.eval_episodes, seed=final_evaluation_seed(cfg.seed),
                            progress=not self.quiet)
         untrained_file = self.run_dir / UNTRAINED_SCORES_FILE
         untrained = json.loads(untrained_file.read_text()) if untrained_file.is_file() else {}
         # Wall time on the run's threads: the untrained agent's games, its epochs (summed over resumes) and
         # this evaluation.
-        hours = (untrained.get("seconds", 0.0)
-                 + sum(record.get("epoch_seconds", 0.0) for record in read_metrics(self.run_dir))
+        records = read_metrics(self.run_dir)
+        hours = (untrained.get("seconds", 0.0) + sum(record.get("epoch_seconds", 0.0) for record in records)
                  + time.perf_counter() - started) / 3600
+        # CPU-hours of this process over the same parts; unknown where a part was run by older code.
+        timed = "cpu_seconds" in untrained and all("epoch_cpu_seconds" in record for record in records)
+        cpu_hours = (untrained["cpu_seconds"] + sum(record["epoch_cpu_seconds"] for record in records)
+                     + time.process_time() - cpu_started) / 3600 if timed else None
         scores = {"method": METHOD_LABELS[cfg.method], "game": cfg.env.game_name, "seed": cfg.seed,
                   "episode_returns": returns, "env_steps": self.counters["env_steps"], "preset": cfg.preset,
                   "untrained_episode_returns": untrained.get("episode_returns"), "hours": hours,
-                  "threads": torch.get_num_threads(),
+                  "cpu_hours": cpu_hours, "threads": torch.get_num_threads(),
                   "jedi_core": jedi_core.__version__, "environment": self.environment}
         atomic_write_text(self.run_dir / FINAL_SCORES_FILE, json.dumps(scores, indent=1))
         self._say(f"final evaluation over {len(returns)} episodes: mean return {np.mean(returns):.2f}")
