@@ -1,17 +1,18 @@
 """The reference lines of the notebooks' "your turn" cells. Write yours first.
 
 A "your turn" cell has the learner write the lines that carry an idea: the Euler step (02), the switch (03),
-the lambda-return (04). The cell after it checks them against ``jedi_core``. The learner's function is
-decorated with :func:`exercise`; with ``JEDI_SOLUTIONS=1`` in the environment (the tests and
-``tools/reference_figures.py`` set it) the reference of the same name below replaces it, so the notebook runs
-end to end without anyone's answer.
+the lambda-return (04), the human-normalised score and the learns-or-not test (05). The cell after it checks
+them against ``jedi_core``. The learner's function is decorated with :func:`exercise`; with
+``JEDI_SOLUTIONS=1`` in the environment (the tests and ``tools/reference_figures.py`` set it) the reference of
+the same name below replaces it, so the notebook runs end to end without anyone's answer.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -43,8 +44,22 @@ def lambda_returns_by_hand(rewards: Tensor, ends: Tensor, next_values: Tensor, g
     return returns
 
 
+def hns_by_hand(score: float, random_score: float, human_score: float) -> float:
+    """The human-normalised score: 0 at random play's score, 1 at the human tester's."""
+    return (score - random_score) / (human_score - random_score)
+
+
+def learns_by_hand(returns: Sequence[float], random_score: float, standard_errors: float = 3.0) -> bool:
+    """Whether the mean of ``returns`` beats ``random_score`` by more than ``standard_errors`` standard errors
+    of that mean (sample standard deviation / sqrt(number of episodes))."""
+    values = np.asarray(returns, dtype=float)
+    standard_error = values.std(ddof=1) / np.sqrt(len(values))
+    return bool(values.mean() - random_score > standard_errors * standard_error)
+
+
 REFERENCES: dict[str, Callable] = {function.__name__: function
-                                   for function in (euler_step, switch_by_hand, lambda_returns_by_hand)}
+                                   for function in (euler_step, switch_by_hand, lambda_returns_by_hand,
+                                                    hns_by_hand, learns_by_hand)}
 
 
 def exercise(function: Callable) -> Callable:

@@ -103,7 +103,8 @@ def test_a_your_turn_cell_runs_the_learners_lines_and_the_reference_only_when_as
                 name = re.search(r"@exercise\ndef (\w+)\(", cell.source).group(1)
                 stubs[name] = cell.source
     assert set(stubs) == set(solutions.REFERENCES)
-    assert set(stubs) == {"euler_step", "switch_by_hand", "lambda_returns_by_hand"}
+    assert set(stubs) == {"euler_step", "switch_by_hand", "lambda_returns_by_hand", "hns_by_hand",
+                          "learns_by_hand"}
     for name, source in stubs.items():
         assert "raise NotImplementedError" in source  # the learner's to write
         namespace = {"exercise": solutions.exercise}
