@@ -119,8 +119,8 @@ def cpu() -> Config:
 
     A fifth of the Atari100k budget in env steps (20,000) and 2,890 world-model and 2,090 actor-critic
     updates (``atari100k``: about 410,000 of each), with near smoke-sized models at the toy game's learning
-    rates: a 16-channel latent, a one-block denoiser, world-model batches of 16 (the reward/end model learns
-    small rewards from them; at 8 it stayed on the class prior) and actor-critic batches of 8.
+    rates: a 16-channel latent, a one-block denoiser, world-model batches of 16 (at 8 the reward/end model
+    stayed on the class prior) and actor-critic batches of 8.
     """
     cfg = smoke()
     # The one ablation: the reward/end model trains on the denoiser's samples of x_t+1, what imagination feeds
