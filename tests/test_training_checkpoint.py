@@ -13,6 +13,7 @@ import torch
 
 from jedi_core.__main__ import main
 from jedi_core.configlib import apply_overrides
+from jedi_core.nn.probe import DecoderProbe
 from jedi_core.presets import make_config
 from jedi_core.training.checkpoint import (
     AGENT_FILE_KIND,
@@ -22,6 +23,7 @@ from jedi_core.training.checkpoint import (
     export_agent,
     load_agent,
     load_run,
+    replace_probe,
 )
 from jedi_core.training.loop import Trainer
 from jedi_core.training.run_dir import CHECKPOINT_FILE, FINAL_SCORES_FILE, METRICS_FILE, read_metrics
@@ -98,6 +100,29 @@ def test_export_writes_an_agent_file_that_loads_and_acts_the_same(finished_toy_r
         load_agent(run_dir / CHECKPOINT_FILE)
     with pytest.raises(FileNotFoundError, match="jedi_core export"):
         load_agent(tmp_path / "missing.pt")
+
+
+def test_replace_probe_changes_the_probe_alone_and_records_how_it_was_made(finished_toy_run, tmp_path):
+    cfg, run_dir, _ = finished_toy_run
+    path = export_agent(run_dir, tmp_path / "agent.pt")
+    _, original, info = load_agent(path)
+    assert info["probe_fit"] is None and original.world_model.probe is None  # the run trained none
+    channels = tuple(2 * c for c in cfg.world_model.probe_channels)
+    torch.manual_seed(1)
+    probe = DecoderProbe(original.world_model.latent_shape[0], channels)
+    replace_probe(path, probe, channels, {"command": "a fit"})
+    loaded_cfg, agent, info = load_agent(path)
+    assert info["probe_fit"] == {"command": "a fit"} and loaded_cfg.world_model.probe_channels == channels
+    _same_weights(agent.world_model.probe, probe)
+    weights = {name: value for name, value in agent.state_dict().items()
+               if not name.startswith("world_model.probe.")}
+    assert weights.keys() == original.state_dict().keys()
+    for name, value in original.state_dict().items():  # every weight that acts or imagines, as trained
+        assert torch.equal(weights[name], value), name
+    with pytest.raises(Exception, match="probe"):  # a probe that does not fit the config is refused
+        replace_probe(path, DecoderProbe(original.world_model.latent_shape[0], channels[:-1]), channels, {})
+    with pytest.raises(IncompatibleCheckpoint, match="not an exported agent file"):
+        replace_probe(run_dir / CHECKPOINT_FILE, probe, channels, {})
 
 
 def test_the_shipped_agent_holds_only_tensors_and_plain_data():

@@ -186,9 +186,30 @@ def export_agent(run_dir: str | Path, path: str | Path) -> Path:
     return _write_state(path, state)
 
 
+def replace_probe(path: str | Path, probe: torch.nn.Module, channels: tuple[int, ...], record: dict) -> Path:
+    """Give an exported agent file a decoder probe, ``channels`` wide, in place of its own or of none (its
+    config's ``decoder_probe`` and ``probe_channels`` follow), and keep ``record``, how the probe was made, as
+    its ``probe_fit``. The probe only draws detached latents, so every weight that acts or imagines stays as
+    trained."""
+    path = Path(path)
+    state = read_checkpoint(path, torch.device("cpu"), weights_only=True)
+    if state.get("kind") != AGENT_FILE_KIND:
+        raise IncompatibleCheckpoint(f"{path} is not an exported agent file; make one with "
+                                     "`python -m jedi_core export RUN_DIR PATH`")
+    weights = {key: value for key, value in state["agent"].items()
+               if not key.startswith("world_model.probe.")}
+    weights.update({f"world_model.probe.{key}": value for key, value in probe.state_dict().items()})
+    state["config"]["world_model"].update(decoder_probe=True, probe_channels=list(channels))
+    state.update(agent=weights, probe_fit=record)
+    _agent_with_weights(_with_device(from_dict(state["config"], Config), "cpu"), weights)  # a mismatch: now
+    return _write_state(path, {key: value for key, value in state.items()
+                               if key not in ("version", "jedi_core")})
+
+
 def load_agent(path: str | Path, device: str | None = None) -> tuple[Config, Agent, dict]:
-    """An exported agent file's config, agent (in eval mode) and metadata (counters, final scores, and the
-    run's ``metrics.jsonl`` records: empty in files exported before they were kept).
+    """An exported agent file's config, agent (in eval mode) and metadata (counters, final scores, the run's
+    ``metrics.jsonl`` records, empty in files exported before they were kept, and ``probe_fit``, how a probe
+    fitted after the run was made: see :func:`replace_probe`).
 
     Read with ``weights_only=True``, which runs no code from the file: one that carries pickled code is
     refused (:class:`IncompatibleCheckpoint`) and its code never runs.
@@ -204,7 +225,7 @@ def load_agent(path: str | Path, device: str | None = None) -> tuple[Config, Age
     cfg = _with_device(from_dict(state["config"], Config), device)
     agent = _agent_with_weights(cfg, state["agent"])
     return cfg, agent.eval(), {"counters": state["counters"], "final_scores": state["final_scores"],
-                               "metrics": state.get("metrics", [])}
+                               "metrics": state.get("metrics", []), "probe_fit": state.get("probe_fit")}
 
 
 def _load_run_agent(run_dir: Path, device: str | None) -> tuple[Config, Agent, dict]:
