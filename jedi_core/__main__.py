@@ -273,8 +273,9 @@ def _evaluate(args: argparse.Namespace) -> None:
     from jedi_core.training.checkpoint import load_run
     from jedi_core.training.collect import evaluate
 
-    if args.episodes < 1:
-        raise ValueError(f"--episodes must be at least 1, got {args.episodes}")
+    for name in ("episodes", "probe_updates"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
     cfg, agent, replay = load_run(args.run_dir, args.device, replay=args.video)  # only videos need it
     returns = evaluate(agent, cfg, args.episodes, seed=args.seed, progress=True)
     print(f"{args.run_dir}: mean return {np.mean(returns):.2f} +- {np.std(returns):.2f} "

@@ -120,6 +120,12 @@ def test_evaluate_command_explains_a_folder_that_is_not_a_run(tmp_path, capsys):
     assert "is it a run folder made by `train`" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("option", ["--episodes", "--probe-updates"])
+def test_evaluate_refuses_a_count_below_one_before_loading_anything(tmp_path, capsys, option):
+    assert main(["evaluate", str(tmp_path), option, "0"]) == 2  # tmp_path is no run: checked first
+    assert f"{option} must be at least 1, got 0" in capsys.readouterr().err
+
+
 def test_help_texts_read_as_written_and_an_ignored_game_is_said(capsys, monkeypatch):
     with pytest.raises(SystemExit):
         main(["report", "--help"])

@@ -33,7 +33,8 @@ def test_the_fitted_probe_learns_and_travels_in_the_agent_file(fit_probe, finish
 
 
 @pytest.mark.parametrize("options, message", [(["--channels", "8,8"], "give 3 numbers"),
-                                              (["--held-out-episodes", "0"], "hold out at least one")])
+                                              (["--held-out-episodes", "0"], "hold out at least one"),
+                                              (["--updates", "0"], "must be at least 1")])
 def test_bad_options_are_refused_with_what_is_allowed(fit_probe, finished_toy_run, tmp_path, options,
                                                       message):
     _, run_dir, _ = finished_toy_run

@@ -36,7 +36,8 @@ class DreamGame:
                              f"them; got {len(frames)} frames and {len(actions)} actions")
         if probe is None and not isinstance(world_model, PixelWorldModel):
             raise ValueError("a latent world model needs its decoder probe to draw the dream (train with "
-                             "world_model.decoder_probe=true, or fit one: analysis.video.fit_decoder_probe)")
+                             "world_model.decoder_probe=true, or fit one: "
+                             "analysis.probe_fit.fit_decoder_probe)")
         self.world_model = world_model
         self.probe = probe
         self.seed = seed

@@ -25,10 +25,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from jedi_core.agent import Agent, EpisodeRecording, play_episode
+from jedi_core.analysis.probe_fit import fit_decoder_probe
 from jedi_core.config import Config
 from jedi_core.envs import make_env
 from jedi_core.nn.probe import DecoderProbe
@@ -44,31 +43,6 @@ ATARI_FPS = 60
 TOY_FPS = 4
 #: The formats :func:`write_video` writes: H.264 mp4 (with imageio-ffmpeg), else VP9 WebM.
 VIDEO_SUFFIXES = (".mp4", ".webm")
-
-
-def fit_decoder_probe(world_model: WorldModel, replay: ReplayBuffer, updates: int = 500, batch_size: int = 32,
-                      seed: int = 0, progress: bool = False) -> DecoderProbe:
-    """Train a fresh :class:`DecoderProbe` on detached latents of replay frames (the encoder is untouched);
-    ``progress`` shows a bar (minutes on a CPU at paper scale)."""
-    device = next(world_model.parameters()).device
-    probe = DecoderProbe(world_model.latent_shape[0], world_model.cfg.probe_channels).to(device)
-    optimizer = torch.optim.Adam(probe.parameters(), lr=1e-3)
-    episodes = replay.episodes
-    lengths = np.array([len(episode.obs) for episode in episodes])
-    rng = np.random.default_rng(seed)
-    world_model.eval()
-    for _ in tqdm(range(updates), desc="fitting a decoder probe for the video", unit="update",
-                  disable=not progress):
-        chosen = rng.choice(len(episodes), size=batch_size, p=lengths / lengths.sum())  # uniform over frames
-        picked = np.stack([episodes[i].obs[rng.integers(lengths[i])] for i in chosen])
-        batch = frames_to_float(torch.from_numpy(picked).to(device))
-        with torch.no_grad():
-            latents = world_model.encode(batch)
-        loss = F.mse_loss(probe(latents), batch)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-    return probe.eval()
 
 
 @torch.no_grad()
@@ -184,7 +158,8 @@ def write_videos(agent: Agent, cfg: Config, out_dir: str | Path, seed: int,
                                  "none and no replay to fit one on")
             probe = _cached_probe(world_model, probe_file, probe_updates)
             if probe is None:
-                probe = fit_decoder_probe(world_model, replay, probe_updates, seed=seed, progress=progress)
+                frames = [episode.obs for episode in replay.episodes]
+                probe = fit_decoder_probe(world_model, frames, probe_updates, seed=seed, progress=progress)
                 if probe_file is not None:
                     state = {"encoder": _encoder_digest(world_model), "updates": probe_updates,
                              "probe": probe.state_dict()}
