@@ -24,9 +24,8 @@ from jedi_core.analysis.bench import synthetic_replay
 from jedi_core.cuda_graphs import graphed_imagine_step
 from jedi_core.imagination import Imagination
 from jedi_core.presets import make_config
-from jedi_core.replay import sample_contexts
 from jedi_core.runtime import autocast, resolve_device, seed_everything
-from jedi_core.training.updates import make_updates
+from jedi_core.training.updates import draw_inputs, make_updates
 
 BATCH = 32
 NUM_ACTIONS = 18
@@ -46,24 +45,25 @@ def main(preset: str, device_name: str, out_path: str) -> None:
     precision = functools.partial(autocast, device, cfg.performance.precision,
                                   cache_enabled=not cfg.performance.cuda_graphs)
 
-    def contexts(count: int = BATCH):
-        return sample_contexts(replay, count, world_model.context_length, rng, cfg.replay.sample_weights,
-                               device)
+    def contexts():  # as the trainer draws them: BATCH to start rollouts from, as many to restart from
+        return draw_inputs("actor_critic", cfg, replay, rng, device)
 
     rollouts = Imagination(BATCH, ac_cfg.horizon, ac_cfg.temperature)
     world_model_step = None
     if cfg.performance.cuda_graphs:
         with torch.no_grad():
-            world_model_step = graphed_imagine_step(world_model, world_model.burn_in(*contexts()), precision)
+            frames, actions = contexts()
+            example = world_model.burn_in(frames[:BATCH], actions[:BATCH])
+            world_model_step = graphed_imagine_step(world_model, example, precision)
 
     def rollout():
-        frames, actions = contexts(2 * BATCH)  # BATCH to start from, as many again to restart from
+        frames, actions = contexts()
         world_model.eval()
         with torch.no_grad(), precision():
             rollouts(world_model, actor_critic, frames, actions, world_model_step=world_model_step)
 
     def actor_critic_update():
-        updates.actor_critic(*contexts(2 * BATCH), check_finite=False)
+        updates.actor_critic(*contexts(), check_finite=False)
 
     def synchronize():
         if device.type == "cuda":

@@ -4,6 +4,7 @@ Everything here is plumbing that every layer may use and none of it knows the mo
 
 * :func:`resolve_device` and :func:`seed_everything`;
 * :func:`atomic_write_bytes`: a reader, or a crash, sees the old file or the whole new one, never a part;
+* :class:`Stopwatch`: wall and CPU seconds side by side, for what a run costs;
 * :func:`stop_signals_as_interrupts`: SIGTERM and SIGUSR2 (what ``timeout``, ``docker stop``, SLURM and
   Kubernetes send before they kill) take Ctrl-C's path, so a stopped run saves before it exits;
 * device-side logs. Every ``.item()`` (and every ``if tensor:``) makes the host wait for the GPU to finish
@@ -25,6 +26,7 @@ import os
 import random
 import signal
 import threading
+import time
 import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
@@ -111,6 +113,24 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
 def atomic_write_text(path: str | Path, text: str) -> None:
     """:func:`atomic_write_bytes` for UTF-8 text."""
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+# ----------------------------------------------------------------------------------------------
+# Clocks
+
+
+class Stopwatch:
+    """Wall seconds and this process's CPU seconds since it was made. The CPU clock is what a run costs:
+    neither a pause (SIGSTOP) nor another process on the cores inflates it."""
+
+    def __init__(self) -> None:
+        self._wall, self._cpu = time.perf_counter(), time.process_time()
+
+    def seconds(self) -> float:
+        return time.perf_counter() - self._wall
+
+    def cpu_seconds(self) -> float:
+        return time.process_time() - self._cpu
 
 
 # ----------------------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
-"""jedi_core.runtime: devices and seeds, atomic writes, device-side logs, precision and compilation."""
+"""jedi_core.runtime: devices and seeds, atomic writes, clocks, device-side logs, precision, compilation."""
 
+import time
 import warnings
 
 import numpy as np
@@ -7,6 +8,7 @@ import pytest
 import torch
 
 from jedi_core.runtime import (
+    Stopwatch,
     atomic_write_bytes,
     atomic_write_text,
     autocast,
@@ -116,3 +118,12 @@ def test_channels_last_is_applied_on_a_cpu_by_auto_and_on_any_device_by_on():
     assert kernel_format("auto", "meta") == (False, True)  # not a CPU: left as it is
     with pytest.raises(ValueError, match="channels_last 'yes' is not allowed; choose one of: auto, on, off"):
         use_channels_last(torch.nn.Conv2d(4, 4, 3), "yes", "cpu")
+
+
+def test_a_stopwatchs_cpu_clock_stands_still_while_the_process_waits():
+    watch = Stopwatch()
+    time.sleep(0.3)
+    waited_cpu = watch.cpu_seconds()
+    assert watch.seconds() >= 0.3 and waited_cpu < 0.15
+    sum(range(3_000_000))  # working: the CPU clock runs
+    assert watch.cpu_seconds() > waited_cpu

@@ -33,9 +33,8 @@ from jedi_core.analysis.bench import synthetic_replay
 from jedi_core.cuda_graphs import graphed_imagine_step
 from jedi_core.imagination import Imagination
 from jedi_core.presets import make_config
-from jedi_core.replay import sample_contexts, sample_diffusion_batch, sample_reward_end_batch
 from jedi_core.runtime import atomic_write_text, autocast, resolve_device, seed_everything
-from jedi_core.training.updates import make_updates
+from jedi_core.training.updates import draw_inputs, make_updates
 
 NUM_ACTIONS = 18
 
@@ -80,16 +79,14 @@ def main() -> None:
     rollouts = Imagination(ac_cfg.batch_size, ac_cfg.horizon, ac_cfg.temperature)
     graphed_step = []  # with cuda_graphs: the imagined step's graph, captured at the first imagination
 
-    def contexts(count: int):
-        return sample_contexts(replay, count, world_model.context_length, rng, cfg.replay.sample_weights,
-                               device)
+    def contexts():  # as the trainer draws them: a batch to start rollouts from, as many to restart from
+        return draw_inputs("actor_critic", cfg, replay, rng, device)
 
     def actor_critic_update() -> None:
-        # horizon more steps of every rollout, ended or truncated ones restarting from the second half
-        updates.actor_critic(*contexts(2 * ac_cfg.batch_size), check_finite=False)
+        updates.actor_critic(*contexts(), check_finite=False)
 
     def imagination() -> None:
-        frames, actions = contexts(2 * ac_cfg.batch_size)
+        frames, actions = contexts()
         world_model.eval()
         with torch.no_grad(), precision():
             if cfg.performance.cuda_graphs and not graphed_step:
@@ -99,10 +96,8 @@ def main() -> None:
                      world_model_step=graphed_step[0] if graphed_step else None)
 
     def world_model_update() -> None:  # a diffusion update, then a reward/end update (Algorithm 1)
-        diffusion = sample_diffusion_batch(replay, cfg.world_model, rng, cfg.replay.sample_weights)
-        reward_end = sample_reward_end_batch(replay, cfg.world_model, rng, cfg.replay.sample_weights)
-        updates.diffusion(diffusion.to_torch(device), check_finite=False)
-        updates.reward_end(reward_end.to_torch(device), check_finite=False)
+        updates.diffusion(*draw_inputs("diffusion", cfg, replay, rng, device), check_finite=False)
+        updates.reward_end(*draw_inputs("reward_end", cfg, replay, rng, device), check_finite=False)
 
     functions = {"actor_critic_update": (actor_critic_update, 1),
                  "world_model_update": (world_model_update, 1),

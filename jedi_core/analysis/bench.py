@@ -86,7 +86,7 @@ def measure_preset(preset: str, settings: dict) -> dict:
     from jedi_core.cuda_graphs import graphed_imagine_step
     from jedi_core.imagination import Imagination
     from jedi_core.replay import sample_contexts, sample_diffusion_batch, sample_reward_end_batch
-    from jedi_core.training.updates import make_updates
+    from jedi_core.training.updates import draw_inputs, make_updates
 
     overrides = [f"device={settings['device']}", f"world_model.batch_size={settings['world_model_batch']}",
                  f"actor_critic.batch_size={settings['imagination_batches'][0]}",
@@ -114,9 +114,8 @@ def measure_preset(preset: str, settings: dict) -> dict:
     # As in the trainer: the updates never wait for the device (check_finite=False). One "world-model update"
     # is a diffusion and a reward/end update: an epoch runs as many of each.
     def world_model_update():
-        diffusion, reward_end = world_model_batches()
-        updates.diffusion(diffusion.to_torch(device), check_finite=False)
-        updates.reward_end(reward_end.to_torch(device), check_finite=False)
+        updates.diffusion(*draw_inputs("diffusion", cfg, replay, rng, device), check_finite=False)
+        updates.reward_end(*draw_inputs("reward_end", cfg, replay, rng, device), check_finite=False)
 
     def contexts(batch_size: int):
         return sample_contexts(replay, batch_size, world_model.context_length, rng, cfg.replay.sample_weights,
@@ -140,7 +139,7 @@ def measure_preset(preset: str, settings: dict) -> dict:
         return step
 
     def actor_critic_update():
-        updates.actor_critic(*contexts(2 * cfg.actor_critic.batch_size), check_finite=False)
+        updates.actor_critic(*draw_inputs("actor_critic", cfg, replay, rng, device), check_finite=False)
 
     result = {
         "preset": preset, "method": cfg.method,

@@ -24,6 +24,7 @@ from jedi_core.replay import ReplayBuffer
 from jedi_core.runtime import (
     Logs,
     StopRequested,
+    Stopwatch,
     atomic_write_text,
     mean_logs,
     non_finite,
@@ -70,7 +71,7 @@ class RunHarness:
         self.environment = environment
         self.quiet = quiet
         self._unlogged_epoch: dict[str, int] | None = None  # the counters before the epoch in progress
-        self._epoch_started = 0.0
+        self._epoch_watch = Stopwatch()
         self._newest_damaged = False  # resumed from checkpoint.prev.pt because checkpoint.pt is damaged
         self._timed: dict[str, tuple[int, float]] = {}  # label -> (updates, seconds) in the epoch so far
         self._rates: dict[str, float] = {}  # updates/s measured over the last epoch, for the time left
@@ -146,15 +147,13 @@ class RunHarness:
         """Count a new epoch; until its record is logged, a checkpoint saves it as not begun."""
         self._unlogged_epoch = {key: self.counters[key] for key in ("epoch", "final_epochs")}
         self.counters["epoch"] += 1
-        self._epoch_started = time.perf_counter()
-        self._epoch_cpu_started = time.process_time()
+        self._epoch_watch = Stopwatch()
         self._timed = {}
 
     def end_epoch(self, logs: dict[str, float]) -> None:
         """Log the epoch, show it and its time left on the progress bar, and save every few epochs."""
-        logs["epoch_seconds"] = time.perf_counter() - self._epoch_started
-        # This process's CPU time: neither a pause (SIGSTOP) nor another process on the cores inflates it.
-        logs["epoch_cpu_seconds"] = time.process_time() - self._epoch_cpu_started
+        logs["epoch_seconds"] = self._epoch_watch.seconds()
+        logs["epoch_cpu_seconds"] = self._epoch_watch.cpu_seconds()
         self._log({**self.counters, **logs})
         if {"diffusion", "reward/end", "actor-critic"} <= self._timed.keys():
             world_model, diffusion_seconds = self._timed["diffusion"]

@@ -13,7 +13,6 @@ A non-finite loss stops the run, and the last good checkpoint is kept (:mod:`jed
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +26,7 @@ from jedi_core.envs import env_num_actions
 from jedi_core.replay import ReplayBuffer
 from jedi_core.runtime import (
     Logs,
+    Stopwatch,
     atomic_write_text,
     resolve_device,
     seed_everything,
@@ -174,11 +174,11 @@ class Trainer(RunHarness):
         path = self.run_dir / UNTRAINED_SCORES_FILE
         if path.is_file():
             return
-        started, cpu_started = time.perf_counter(), time.process_time()
+        watch = Stopwatch()
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
             returns = evaluate(self.agent, self.cfg, self.cfg.eval_episodes,
                                seed=final_evaluation_seed(self.cfg.seed))
-        timing = {"seconds": time.perf_counter() - started, "cpu_seconds": time.process_time() - cpu_started}
+        timing = {"seconds": watch.seconds(), "cpu_seconds": watch.cpu_seconds()}
         atomic_write_text(path, json.dumps({"episode_returns": returns, **timing}, indent=1))
         self._say(f"the untrained agent over {len(returns)} episodes: mean return {np.mean(returns):.2f}")
 
@@ -192,7 +192,7 @@ class Trainer(RunHarness):
         """Play ``eval_episodes`` full games and write ``final_scores.json`` (what ``report`` reads), with the
         untrained agent's returns on the same episodes and the hours the run took (wall and CPU)."""
         cfg = self.cfg
-        started, cpu_started = time.perf_counter(), time.process_time()
+        watch = Stopwatch()
         returns = evaluate(self.agent, cfg, cfg.eval_episodes, seed=final_evaluation_seed(cfg.seed),
                            progress=not self.quiet)
         untrained_file = self.run_dir / UNTRAINED_SCORES_FILE
@@ -201,11 +201,11 @@ class Trainer(RunHarness):
         # this evaluation.
         records = read_metrics(self.run_dir)
         hours = (untrained.get("seconds", 0.0) + sum(record.get("epoch_seconds", 0.0) for record in records)
-                 + time.perf_counter() - started) / 3600
+                 + watch.seconds()) / 3600
         # CPU-hours of this process over the same parts; unknown where a part was run by older code.
         timed = "cpu_seconds" in untrained and all("epoch_cpu_seconds" in record for record in records)
         cpu_hours = (untrained["cpu_seconds"] + sum(record["epoch_cpu_seconds"] for record in records)
-                     + time.process_time() - cpu_started) / 3600 if timed else None
+                     + watch.cpu_seconds()) / 3600 if timed else None
         scores = {"method": METHOD_LABELS[cfg.method], "game": cfg.env.game_name, "seed": cfg.seed,
                   "episode_returns": returns, "env_steps": self.counters["env_steps"], "preset": cfg.preset,
                   "untrained_episode_returns": untrained.get("episode_returns"), "hours": hours,
