@@ -223,3 +223,22 @@ def test_the_hns_axis_is_ticked_in_quarters_where_it_is_linear_and_1_2_5_beyond(
     assert hns_ticks(-0.1, 1.6) == [0.0, 0.25, 0.5, 0.75, 1]
     assert hns_ticks(-0.3, 25) == [-0.25, 0.0, 0.25, 0.5, 0.75, 1, 2, 5, 10, 20]
     assert hns_ticks(-12, -0.6) == [-10, -5, -2, -1, -0.75]
+
+
+def test_human_level_is_labelled_on_the_hns_axis_when_every_run_is_below_it(tmp_path, monkeypatch):
+    from jedi_core.analysis import report
+
+    drawn = []
+
+    class RecordedFigure(report.Figure):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            drawn.append(self)
+
+    monkeypatch.setattr(report, "Figure", RecordedFigure)
+    krull = GAMES_JSON["Krull"]
+    below_human = krull["random"] + 0.6 * (krull["human"] - krull["random"])  # HNS 0.6
+    write_run(tmp_path / "runs" / "jedi0", "JEDI", "Krull", 0, [below_human, below_human])
+    write_report([tmp_path / "runs"], tmp_path / "out", baselines=(), reps=10)
+    hns_axis = drawn[0].axes[0]
+    assert 1.0 in hns_axis.get_yticks() and hns_axis.get_ylim()[1] >= 1.0

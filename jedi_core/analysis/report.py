@@ -232,10 +232,10 @@ def _figure(summaries: dict[str, dict], games: list[str], found: Sequence[RunRes
         right.bar(np.arange(len(AGGREGATES)) + (i - (len(labels) - 1) / 2) * width, points, width,
                   yerr=errors, capsize=2, label=label)
     left.set_yscale("symlog", linthresh=1.0)  # HNS spans ~0 to >10: linear near 0, log beyond human level
-    ticks = hns_ticks(*left.get_ylim())
-    left.set_yticks(ticks, [f"{tick:g}" for tick in ticks])
     left.axhline(1.0, color="grey", linestyle="--", linewidth=0.8)  # human
     left.axhline(0.0, color="grey", linestyle=":", linewidth=0.8)  # random
+    ticks = hns_ticks(*left.get_ylim())  # after the lines, which stretch the axis to human level
+    left.set_yticks(ticks, [f"{tick:g}" for tick in ticks])
     if found:
         left.plot([], [], "o", color="black", markersize=3, label="a seed")
         left.plot([], [], "-", color="black", linewidth=2, label="untrained agent")
