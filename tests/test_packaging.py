@@ -74,12 +74,15 @@ def test_github_runs_ci_on_every_push_and_pull_request():
 
 
 @pytest.mark.parametrize("notebook", sorted((ROOT / "notebooks").glob("*.ipynb")), ids=lambda p: p.name)
-def test_notebooks_are_committed_without_outputs(notebook):
+def test_notebooks_are_committed_without_outputs_and_every_cell_has_an_id(notebook):
     cells = json.loads(notebook.read_text())["cells"]
     for cell in cells:
         if cell["cell_type"] == "code":
             stripped = cell["outputs"] == [] and cell["execution_count"] is None
             assert stripped, f"strip the outputs of {notebook.name}"
+    # nbformat 4.5 requires cell ids (nbformat warns, and will refuse, where one is missing).
+    ids = [cell.get("id") for cell in cells]
+    assert None not in ids and len(set(ids)) == len(ids), f"{notebook.name}: give every cell a unique id"
 
 
 def test_package_data_ships_the_published_scores():
