@@ -242,3 +242,30 @@ def test_human_level_is_labelled_on_the_hns_axis_when_every_run_is_below_it(tmp_
     write_report([tmp_path / "runs"], tmp_path / "out", baselines=(), reps=10)
     hns_axis = drawn[0].axes[0]
     assert 1.0 in hns_axis.get_yticks() and hns_axis.get_ylim()[1] >= 1.0
+
+
+def test_a_run_that_departs_from_its_preset_is_named_and_marked(tmp_path):
+    from jedi_core.analysis.run_results import preset_departures
+    from jedi_core.configlib import to_dict
+    from jedi_core.presets import make_config
+
+    runs = tmp_path / "runs"
+    random_score = GAMES_JSON["Pong"]["random"]
+    for seed, overrides in ((0, ["device=cpu"]), (1, ["world_model.lr=0.003"])):
+        folder = write_run(runs / f"r{seed}", "JEDI", "Pong", seed, [random_score, random_score + 1])
+        cfg = make_config("smoke", ["env.game=Pong", f"seed={seed}", *overrides])
+        (folder / run_dir.CONFIG_FILE).write_text(json.dumps(to_dict(cfg)))
+    assert preset_departures(runs / "r0") == []  # the device is where it ran, not what it trained
+    preset_lr = json.dumps(make_config("smoke").world_model.lr)
+    assert preset_departures(tmp_path / "runs" / "r1") == [f"world_model.lr: 0.003 (preset: {preset_lr})"]
+    text = write_report([tmp_path / "runs"], tmp_path / "out", baselines=(), reps=10)[0].read_text()
+    assert "**1 run(s) depart from their preset**" in text and "r1: world_model.lr: 0.003" in text
+    assert "| Pong | JEDI | 1 § |" in text and "| Pong | JEDI | 0 |" in text
+
+    (tmp_path / "runs" / "r1" / run_dir.CONFIG_FILE).unlink()
+    assert preset_departures(tmp_path / "runs" / "r1") is None  # no config.json: nothing to compare
+    text = write_report([tmp_path / "runs"], tmp_path / "out", baselines=(), reps=10)[0].read_text()
+    assert "1 of the 2 runs have a config.json, and each trained its preset" in text and "§" not in text
+
+    (tmp_path / "runs" / "r0" / run_dir.CONFIG_FILE).write_text("{damaged")
+    assert "cannot be compared with a preset (JSONDecodeError" in preset_departures(runs / "r0")[0]

@@ -67,6 +67,7 @@ def _markdown(user: dict[str, dict[str, list[float]]], summaries: dict[str, dict
         lines += [f"- {run.path.parent}: preset {run.preset or 'unknown'}, {run.env_steps:,} env steps"
                   for run in short]
         lines.append("")
+    lines += _preset_lines(found)
     if skipped:
         lines += [f"{len(skipped)} damaged run(s) were left out (`--skip-bad`):", ""]
         lines += [f"- {error}" for error in skipped]
@@ -118,6 +119,20 @@ def _markdown(user: dict[str, dict[str, list[float]]], summaries: dict[str, dict
     return "\n".join(lines)
 
 
+def _preset_lines(found: Sequence[RunResult]) -> list[str]:
+    """Which runs trained their preset as this code builds it (with their game and seed), from config.json."""
+    compared = [run for run in found if run.departures is not None]
+    departing = [run for run in compared if run.departures]
+    if departing:
+        return [f"**{len(departing)} run(s) depart from their preset** as this code builds it with their "
+                "game and seed (marked § in the runs table):", "",
+                *(f"- {run.path.parent}: {'; '.join(run.departures)}" for run in departing), ""]
+    if compared:
+        return [f"{len(compared)} of the {len(found)} runs have a config.json, and each trained its preset "
+                "as this code builds it, with only its game and seed set.", ""]
+    return []
+
+
 def _runs_section(found: Sequence[RunResult]) -> list[str]:
     """Every run: its score with the standard error, the untrained agent's, random play's, the verdict."""
     if not found:
@@ -131,7 +146,8 @@ def _runs_section(found: Sequence[RunResult]) -> list[str]:
             f"{np.mean(run.untrained_returns):.1f} ± {metrics.standard_error(run.untrained_returns):.1f}")
         hours = "–" if run.hours is None else f"{run.hours:.2f} ({run.threads or '?'})"
         cpu_hours = "–" if run.cpu_hours is None else f"{run.cpu_hours:.2f}"
-        lines.append(f"| {run.game} | {run.method} | {run.seed} | {run.score:.1f} ± {run.standard_error:.1f} "
+        seed = f"{run.seed} §" if run.departures else str(run.seed)
+        lines.append(f"| {run.game} | {run.method} | {seed} | {run.score:.1f} ± {run.standard_error:.1f} "
                      f"({len(run.episode_returns)}) | {untrained} | {ref.random[run.game]:.1f} | "
                      f"{'yes' if run.learns else 'no'} | {hours} | {cpu_hours} |")
     lines += ["", "A run learns where its final mean beats the published random score by more than "

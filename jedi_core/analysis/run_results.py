@@ -10,7 +10,8 @@ Contract: a finished run is a folder holding ``final_scores.json``, written afte
 ``seed`` and ``env_steps`` integers, ``episode_returns`` a non-empty list of numbers. Optional, as the trainer
 writes them: ``untrained_episode_returns`` (the agent before any update, on the same episodes), ``hours``
 (the run's wall time), ``cpu_hours`` (its process's CPU time, which pauses and busy cores do not inflate) and
-``threads``; other keys are ignored. The score of a run is the mean of its episode
+``threads``; other keys are ignored. A ``config.json`` beside it (as ``train`` writes) is compared with the
+run's preset: a run that departs from it is marked in a report. The score of a run is the mean of its episode
 returns; it *learns* where that mean beats the published random score by more than three standard errors.
 """
 
@@ -26,7 +27,9 @@ from pathlib import Path
 import numpy as np
 
 from jedi_core.analysis import metrics
+from jedi_core.configlib import to_dict
 from jedi_core.envs.games import canonical_game_name
+from jedi_core.presets import make_config
 from jedi_core.training.run_dir import CONFIG_FILE, FINAL_SCORES_FILE, read_metrics
 
 #: How final_scores.json names this project's method (``training.loop.METHOD_LABELS``).
@@ -35,6 +38,8 @@ JEDI_LABEL = "JEDI"
 LEARNS_STANDARD_ERRORS = 3.0
 #: The Atari100k budget in agent steps: runs with fewer are marked in a report, not compared silently.
 ATARI100K_ENV_STEPS = 100_000
+#: Config keys that say where and how a run was watched, not what it trained: no departure from a preset.
+UNTRAINED_KEYS = ("device", "logging")
 
 
 @dataclass(frozen=True)
@@ -52,6 +57,8 @@ class RunResult:
     hours: float | None = None
     threads: int | None = None
     cpu_hours: float | None = None
+    #: How its config.json departs from its preset (:func:`preset_departures`); None without a config.json.
+    departures: tuple[str, ...] | None = None
 
     @property
     def score(self) -> float:
@@ -120,7 +127,36 @@ class RunResult:
                    preset=preset,
                    untrained_returns=None if untrained is None else tuple(map(float, untrained)),
                    hours=None if hours is None else float(hours), threads=threads,
-                   cpu_hours=None if cpu_hours is None else float(cpu_hours))
+                   cpu_hours=None if cpu_hours is None else float(cpu_hours),
+                   departures=_as_tuple(preset_departures(path.parent)))
+
+
+def preset_departures(run_dir: str | os.PathLike) -> list[str] | None:
+    """How ``run_dir/config.json`` departs from its preset with only its game and seed set, as this code
+    builds it: ``["world_model.lr: 0.001 (preset: 0.0001)", ...]``; ``[]`` where the run trained the preset
+    itself; None where the folder has no config.json. ``device`` and ``logging`` are not compared."""
+    file = Path(run_dir) / CONFIG_FILE
+    if not file.is_file():
+        return None
+    try:
+        saved = json.loads(file.read_text(encoding="utf-8"))
+        preset = make_config(saved["preset"], [f"env.game={saved['env']['game']}", f"seed={saved['seed']}"])
+    except (ValueError, KeyError, TypeError) as err:  # bad JSON or config (ValueErrors), a missing key
+        return [f"{file} cannot be compared with a preset ({type(err).__name__}: {err})"]
+    expected = json.loads(json.dumps(to_dict(preset)))  # tuples as JSON lists, as the file holds them
+    return [line for key in sorted(expected.keys() | saved.keys()) if key not in UNTRAINED_KEYS
+            for line in _differences(key, saved.get(key), expected.get(key))]
+
+
+def _differences(key: str, value: object, preset: object) -> list[str]:
+    if isinstance(value, dict) and isinstance(preset, dict):
+        return [line for name in sorted(value.keys() | preset.keys())
+                for line in _differences(f"{key}.{name}", value.get(name), preset.get(name))]
+    return [] if value == preset else [f"{key}: {json.dumps(value)} (preset: {json.dumps(preset)})"]
+
+
+def _as_tuple(lines: list[str] | None) -> tuple[str, ...] | None:
+    return None if lines is None else tuple(lines)
 
 
 def _is_int(value: object) -> bool:
