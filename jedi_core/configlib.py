@@ -82,6 +82,18 @@ def to_dict(cfg: object) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
 
 
+def config_differences(saved: dict[str, Any], current: dict[str, Any], prefix: str = "") -> set[str]:
+    """The dotted keys whose values differ between two :func:`to_dict` trees (a key in one only counts)."""
+    differences = set()
+    for key in set(saved) | set(current):
+        a, b = saved.get(key), current.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            differences |= config_differences(a, b, prefix + key + ".")
+        elif a != b:
+            differences.add(prefix + key)
+    return differences
+
+
 def from_dict(data: dict[str, Any], cls: type[ConfigT]) -> ConfigT:
     """Rebuild a ``cls`` config from :func:`to_dict` output and validate it; unknown keys are errors.
 

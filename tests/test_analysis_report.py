@@ -255,9 +255,9 @@ def test_a_run_that_departs_from_its_preset_is_named_and_marked(tmp_path):
         folder = write_run(runs / f"r{seed}", "JEDI", "Pong", seed, [random_score, random_score + 1])
         cfg = make_config("smoke", ["env.game=Pong", f"seed={seed}", *overrides])
         (folder / run_dir.CONFIG_FILE).write_text(json.dumps(to_dict(cfg)))
-    assert preset_departures(runs / "r0") == []  # the device is where it ran, not what it trained
+    assert preset_departures(runs / "r0") == ()  # the device is where it ran, not what it trained
     preset_lr = json.dumps(make_config("smoke").world_model.lr)
-    assert preset_departures(tmp_path / "runs" / "r1") == [f"world_model.lr: 0.003 (preset: {preset_lr})"]
+    assert preset_departures(tmp_path / "runs" / "r1") == (f"world_model.lr: 0.003 (preset: {preset_lr})",)
     text = write_report([tmp_path / "runs"], tmp_path / "out", baselines=(), reps=10)[0].read_text()
     assert "**1 run(s) depart from their preset**" in text and "r1: world_model.lr: 0.003" in text
     assert "| Pong | JEDI | 1 § |" in text and "| Pong | JEDI | 0 |" in text

@@ -61,7 +61,7 @@ def fit_decoder_probe(world_model: WorldModel, episodes: Sequence[np.ndarray], u
         torch.manual_seed(seed)
         probe = DecoderProbe(latents.shape[1], channels or world_model.cfg.probe_channels).to(device)
     optimizer = torch.optim.Adam(probe.parameters(), lr=lr)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, max(updates, 1))
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, updates)
     bar = tqdm(rows, desc="fitting a decoder probe", unit="update", disable=not progress)
     for update, batch_rows in enumerate(bar, start=1):
         targets = frames_to_float(torch.from_numpy(frames[batch_rows]).to(device))

@@ -27,7 +27,8 @@ from pathlib import Path
 import numpy as np
 
 from jedi_core.analysis import metrics
-from jedi_core.configlib import to_dict
+from jedi_core.config import Config
+from jedi_core.configlib import config_differences, from_dict, to_dict
 from jedi_core.envs.games import canonical_game_name
 from jedi_core.presets import make_config
 from jedi_core.training.run_dir import CONFIG_FILE, FINAL_SCORES_FILE, read_metrics
@@ -128,35 +129,33 @@ class RunResult:
                    untrained_returns=None if untrained is None else tuple(map(float, untrained)),
                    hours=None if hours is None else float(hours), threads=threads,
                    cpu_hours=None if cpu_hours is None else float(cpu_hours),
-                   departures=_as_tuple(preset_departures(path.parent)))
+                   departures=preset_departures(path.parent))
 
 
-def preset_departures(run_dir: str | os.PathLike) -> list[str] | None:
+def preset_departures(run_dir: str | os.PathLike) -> tuple[str, ...] | None:
     """How ``run_dir/config.json`` departs from its preset with only its game and seed set, as this code
-    builds it: ``["world_model.lr: 0.001 (preset: 0.0001)", ...]``; ``[]`` where the run trained the preset
+    builds it: ``("world_model.lr: 0.001 (preset: 0.0001)", ...)``; ``()`` where the run trained the preset
     itself; None where the folder has no config.json. ``device`` and ``logging`` are not compared."""
     file = Path(run_dir) / CONFIG_FILE
     if not file.is_file():
         return None
     try:
         saved = json.loads(file.read_text(encoding="utf-8"))
-        preset = make_config(saved["preset"], [f"env.game={saved['env']['game']}", f"seed={saved['seed']}"])
+        run = to_dict(from_dict(saved, Config))  # a section added since the run compares as its default
+        preset = to_dict(make_config(saved["preset"], [f"env.game={saved['env']['game']}",
+                                                       f"seed={saved['seed']}"]))
     except (ValueError, KeyError, TypeError) as err:  # bad JSON or config (ValueErrors), a missing key
-        return [f"{file} cannot be compared with a preset ({type(err).__name__}: {err})"]
-    expected = json.loads(json.dumps(to_dict(preset)))  # tuples as JSON lists, as the file holds them
-    return [line for key in sorted(expected.keys() | saved.keys()) if key not in UNTRAINED_KEYS
-            for line in _differences(key, saved.get(key), expected.get(key))]
+        return (f"{file} cannot be compared with a preset ({type(err).__name__}: {err})",)
+    changed = sorted(key for key in config_differences(run, preset)
+                     if key.split(".")[0] not in UNTRAINED_KEYS)
+    return tuple(f"{key}: {json.dumps(_at(run, key))} (preset: {json.dumps(_at(preset, key))})"
+                 for key in changed)
 
 
-def _differences(key: str, value: object, preset: object) -> list[str]:
-    if isinstance(value, dict) and isinstance(preset, dict):
-        return [line for name in sorted(value.keys() | preset.keys())
-                for line in _differences(f"{key}.{name}", value.get(name), preset.get(name))]
-    return [] if value == preset else [f"{key}: {json.dumps(value)} (preset: {json.dumps(preset)})"]
-
-
-def _as_tuple(lines: list[str] | None) -> tuple[str, ...] | None:
-    return None if lines is None else tuple(lines)
+def _at(tree: dict, key: str) -> object:
+    for name in key.split("."):
+        tree = tree.get(name) if isinstance(tree, dict) else None
+    return tree
 
 
 def _is_int(value: object) -> bool:

@@ -23,7 +23,7 @@ import torch
 import jedi_core
 from jedi_core.agent import Agent, build_agent
 from jedi_core.config import Config
-from jedi_core.configlib import apply_overrides, from_dict, to_dict
+from jedi_core.configlib import apply_overrides, config_differences, from_dict, to_dict
 from jedi_core.envs import env_num_actions
 from jedi_core.replay import ReplayBuffer
 from jedi_core.runtime import atomic_write_bytes, resolve_device, write_durably
@@ -151,7 +151,7 @@ def _damaged(path: Path, error: Exception) -> DamagedCheckpoint:
 def check_resumable(path: Path, saved_config: dict, cfg: Config) -> None:
     """Refuse to resume a checkpoint whose config differs from ``cfg`` beyond :data:`RESUMABLE_CHANGES`."""
     # Through from_dict, so that a section added since the run was saved compares as its default.
-    differences = _config_differences(to_dict(from_dict(saved_config, Config)), to_dict(cfg))
+    differences = config_differences(to_dict(from_dict(saved_config, Config)), to_dict(cfg))
     if differences - RESUMABLE_CHANGES:
         raise IncompatibleCheckpoint(
             f"{path} was written by preset {saved_config['preset']!r} ({saved_config['method']}) and differs "
@@ -261,16 +261,3 @@ def _write_state(path: Path, state: dict) -> Path:
     """Write ``state`` atomically (:func:`_state_bytes`)."""
     atomic_write_bytes(path, _state_bytes(state))
     return path
-
-
-def _config_differences(saved: dict, current: dict, prefix: str = "") -> set[str]:
-    keys = set(saved) | set(current)
-    differences = set()
-    for key in keys:
-        a = saved.get(key)
-        b = current.get(key)
-        if isinstance(a, dict) and isinstance(b, dict):
-            differences |= _config_differences(a, b, prefix + key + ".")
-        elif a != b:
-            differences.add(prefix + key)
-    return differences
