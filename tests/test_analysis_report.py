@@ -138,7 +138,7 @@ def test_a_partial_sweep_is_reported_with_its_unfinished_runs_and_odd_games_mark
     (training / "metrics.jsonl").write_text(json.dumps({"epoch": 3, "env_steps": 4_100}) + "\n")
     md = write_report([runs_dir], tmp_path / "out", reps=50)[0].read_text()
     assert "**1 run(s) have not finished** and are in no table:" in md
-    assert f"- {training}: 4100 of 100,000 env steps" in md
+    assert f"- {training}: 4,100 of 100,000 env steps" in md
     assert "- JEDI: Pong" in md and "- Tiny" not in md
     pong_row = next(line for line in md.splitlines() if line.startswith("| Pong |"))
     assert pong_row.count(" ‡") == 1

@@ -42,6 +42,11 @@ def _fmt_ci(summary: dict, name: str) -> str:
     return f"{_fmt(summary[name])} [{_fmt(lo)}, {_fmt(hi)}]"
 
 
+def _count(number: int | None) -> str:
+    """A step count with thousands separators, or ``?`` where the run has not said."""
+    return f"{number:,}" if number is not None else "?"
+
+
 def _markdown(user: dict[str, dict[str, list[float]]], summaries: dict[str, dict], games: list[str],
               baselines: Sequence[str], means_only: set[str], short: list[RunResult],
               skipped: Sequence[str], found: Sequence[RunResult], partial: dict[str, list[str]],
@@ -50,8 +55,7 @@ def _markdown(user: dict[str, dict[str, list[float]]], summaries: dict[str, dict
     lines = ["# Atari100k report", ""]
     if unfinished:
         lines += [f"**{len(unfinished)} run(s) have not finished** and are in no table:", ""]
-        lines += [f"- {folder}: {steps if steps is not None else '?'} of "
-                  f"{f'{budget:,}' if budget is not None else '?'} env steps"
+        lines += [f"- {folder}: {_count(steps)} of {_count(budget)} env steps"
                   for folder, steps, budget in unfinished]
         lines.append("")
     if any(partial.values()):
