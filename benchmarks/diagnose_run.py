@@ -11,6 +11,8 @@ Prints, and writes as JSON beside ``--out``:
   mean probability of +1 on each (imagination samples its rewards from it);
 - imagined against real returns of the same policy over the same ``--horizon`` steps from the same real
   contexts: the actor-critic climbs the imagined ones;
+- whether the reward/end model's LSTM has saturated (cells past |c| = 3 pass back almost no gradient) and
+  how much its input features vary: a model on the class prior that no longer reads its input;
 - open-loop latent prediction error against copying the last latent, per step, normalised by latent variance;
 - the latent spread (collapse watch) and the policy's entropy on real frames (log(actions) is uniform).
 """
@@ -25,7 +27,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from jedi_core.analysis.diagnostics import one_step_reward_recall, prediction_errors, reward_end_recall
+from jedi_core.analysis.diagnostics import (
+    one_step_reward_recall,
+    prediction_errors,
+    reward_end_recall,
+    reward_lstm_state,
+)
 from jedi_core.imagination import imagine
 from jedi_core.replay import ReplayBuffer, frames_to_float
 from jedi_core.runtime import atomic_write_text
@@ -103,6 +110,7 @@ def main() -> None:
     report = {
         "run_dir": str(args.run_dir), "held_out_steps": args.steps, "horizon": horizon,
         "reward_end_recall": reward_end_recall(agent.world_model, held_out, cfg.world_model.segment_steps),
+        "reward_lstm": reward_lstm_state(agent.world_model, held_out, cfg.world_model.segment_steps),
         "returns": imagined_and_real_returns(agent, held_out, horizon, args.rollouts, rng),
         "one_step_reward_recall": one_step_reward_recall(agent.world_model, held_out, args.rollouts, rng),
         "prediction_error": {"model": errors["model"].round(4).tolist(),

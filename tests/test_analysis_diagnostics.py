@@ -8,7 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from jedi_core.analysis.diagnostics import one_step_reward_recall, reward_end_recall
+from jedi_core.analysis.diagnostics import (
+    SATURATED_CELL,
+    one_step_reward_recall,
+    reward_end_recall,
+    reward_lstm_state,
+)
 from jedi_core.presets import make_config
 from jedi_core.replay import ReplayBuffer
 from jedi_core.world_model import build_world_model
@@ -103,3 +108,48 @@ def test_one_step_recall_separates_the_reward_model_from_the_denoiser():
     # sample is exact where no reward follows.
     assert result["real_change"]["+1"] == [[2.0]] and result["sample_error"]["+1"] == [[2.0]]
     assert result["sample_error"]["0"] == [[0.0]]
+
+
+def lstm_replay(episodes: int, steps: int, same_frames: bool) -> ReplayBuffer:
+    """Episodes of random frames and actions, or of one grey frame and action 0 throughout."""
+    rng = np.random.default_rng(0)
+
+    def frame() -> np.ndarray:
+        shape = (64, 64, 3)
+        return np.full(shape, 90, np.uint8) if same_frames else rng.integers(0, 256, shape, np.uint8)
+
+    replay = ReplayBuffer()
+    for _ in range(episodes):
+        episode = replay.new_episode(frame())
+        for t in range(steps):
+            action = 0 if same_frames else int(rng.integers(4))
+            episode.append(action, 0.0, frame(), terminated=t == steps - 1)
+    return replay
+
+
+@pytest.mark.parametrize("gate_bias, expected_cell", [(50.0, 6.0), (0.0, 0.0)])
+def test_reward_lstm_state_reads_the_cell_the_gate_equations_give(gate_bias, expected_cell):
+    """With input weights and recurrent weights zero, every gate is sigmoid(bias) and g is tanh(bias): at a
+    large bias c_t = c_t-1 + 1, so after 6 steps |c| = 6, past saturation; at bias 0 the input gate halves a
+    g of 0, so c stays 0."""
+    world_model = build_world_model(make_config("smoke"), num_actions=4)
+    lstm = world_model.reward_end.lstm
+    with torch.no_grad():
+        for name, parameter in lstm.named_parameters():
+            parameter.zero_()
+            if name == "bias_ih_l0":
+                parameter.fill_(gate_bias)
+    state = reward_lstm_state(world_model, lstm_replay(3, 13, same_frames=False), window=6, batch_size=2)
+    assert state["windows"] == 3 * 2  # whole windows only: two of 6 in each 13-step episode
+    assert state["cell_abs_mean"] == pytest.approx(expected_cell, abs=1e-4)
+    assert state["saturated_cells"] == (1.0 if expected_cell > SATURATED_CELL else 0.0)
+
+
+def test_reward_lstm_state_sees_features_that_do_not_vary():
+    world_model = build_world_model(make_config("smoke"), num_actions=4)
+    same = reward_lstm_state(world_model, lstm_replay(2, 8, same_frames=True), window=4)
+    varied = reward_lstm_state(world_model, lstm_replay(2, 8, same_frames=False), window=4)
+    assert same["feature_spread"] < 1e-5 < same["feature_abs_mean"]
+    assert varied["feature_spread"] > 1e-3
+    with pytest.raises(ValueError, match="no episode of the replay has 9 transitions"):
+        reward_lstm_state(world_model, lstm_replay(1, 8, same_frames=False), window=9)

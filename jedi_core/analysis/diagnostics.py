@@ -94,6 +94,39 @@ def reward_end_recall(world_model: WorldModel, replay: ReplayBuffer, window: int
             "counts": dict(zip(REWARD_CLASSES + END_CLASSES, totals.tolist(), strict=True))}
 
 
+#: |c| past which tanh(c) is within 0.5% of +-1 and passes back less than 1% of a gradient.
+SATURATED_CELL = 3.0
+
+
+@torch.no_grad()
+def reward_lstm_state(world_model: WorldModel, replay: ReplayBuffer, window: int, batch_size: int = 64,
+                      device: torch.device | str = "cpu") -> dict[str, float | int]:
+    """Has the reward/end model's LSTM saturated? Over every whole window of ``window`` real transitions,
+    each from a fresh state (as the model is trained): the mean |c| of the last cell state and the share of
+    cells past :data:`SATURATED_CELL`, where the LSTM's output no longer moves with its input and sends
+    its tower and the encoder almost no gradient; and how much the tower's features (the LSTM's input) vary
+    across transitions against their size. A model sitting on the class prior with saturated cells and
+    features that barely vary has stopped reading its input."""
+    model = world_model.reward_end
+    segments = [episode.segment(start, window) for episode in replay.episodes
+                for start in range(0, episode.num_steps - window + 1, window)]
+    if not segments:
+        raise ValueError(f"no episode of the replay has {window} transitions")
+    cells, features = [], []
+    world_model.eval()
+    for first in range(0, len(segments), batch_size):
+        batch = Batch.stack(segments[first: first + batch_size]).to_torch(device)
+        tower = model.features(world_model.encode(batch.obs), batch.actions)
+        _, (_, cell) = model.lstm(tower)
+        cells.append(cell.flatten().float().cpu())
+        features.append(tower.flatten(0, 1).float().cpu())
+    cell, feature = torch.cat(cells).abs(), torch.cat(features)
+    return {"windows": len(segments), "cell_abs_mean": float(cell.mean()),
+            "saturated_cells": float((cell > SATURATED_CELL).float().mean()),
+            "feature_spread": float(feature.std(dim=0).mean()),
+            "feature_abs_mean": float(feature.abs().mean())}
+
+
 @torch.no_grad()
 def one_step_reward_recall(world_model: WorldModel, replay: ReplayBuffer, per_class: int,
                            rng: np.random.Generator, device: torch.device | str = "cpu") -> dict[str, dict]:

@@ -45,14 +45,18 @@ class RewardEndModel(nn.Module):
         """frames (B, T+1, C, H, W), actions (B, T) -> reward logits (B, T, 3), end logits (B, T, 2),
         and the new LSTM state. Transition t reads (frames[t], next_frames[t]); ``next_frames`` (B, T, C, H,
         W) defaults to frames[1:]."""
+        hidden, state = self.lstm(self.features(frames, actions, next_frames), state)
+        logits = self.head(hidden)
+        return logits[..., :3], logits[..., 3:], state
+
+    def features(self, frames: Tensor, actions: Tensor, next_frames: Tensor | None = None) -> Tensor:
+        """The conv tower's flattened features of each transition, (B, T, features): the LSTM's input."""
         batch, steps = actions.shape
         if next_frames is None:
             next_frames = frames[:, 1:]
         pairs = torch.cat([frames[:, :-1], next_frames], dim=2).flatten(0, 1)
         features = self.encoder(self.conv_in(pairs), self.action_embedding(actions.flatten()))
-        hidden, state = self.lstm(features.reshape(batch, steps, -1), state)
-        logits = self.head(hidden)
-        return logits[..., :3], logits[..., 3:], state
+        return features.reshape(batch, steps, -1)
 
     def loss(self, frames: Tensor, actions: Tensor, rewards: Tensor, ends: Tensor, mask: Tensor,
              next_frames: Tensor | None = None) -> tuple[Tensor, dict[str, Tensor]]:
