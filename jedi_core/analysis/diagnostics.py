@@ -10,11 +10,13 @@ context latent, repeated.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import torch
 from torch import Tensor
 
-from jedi_core.replay import Batch, ReplayBuffer, frames_to_float
+from jedi_core.replay import Batch, ReplayBuffer, TorchBatch, frames_to_float
 from jedi_core.world_model import WorldModel
 
 
@@ -74,13 +76,10 @@ def reward_end_recall(world_model: WorldModel, replay: ReplayBuffer, window: int
     (``nan`` for a class that never occurs) and ``counts`` of each class. A model that always predicts the
     commonest class scores 1 on it and 0 on the others, so the rare classes' recall is what shows learning.
     """
-    segments = [episode.segment(start, window, pad_after=True)
-                for episode in replay.episodes for start in range(0, episode.num_steps, window)]
     hits = torch.zeros(5, dtype=torch.long, device=device)
     totals = torch.zeros(5, dtype=torch.long, device=device)
     world_model.eval()
-    for first in range(0, len(segments), batch_size):
-        batch = Batch.stack(segments[first: first + batch_size]).to_torch(device)
+    for batch in _windows(replay, window, batch_size, device, whole_only=False):
         reward_logits, end_logits, _ = world_model.reward_end(world_model.encode(batch.obs), batch.actions)
         mask = batch.transition_mask
         targets = torch.cat([batch.rewards.sign().long() + 1, batch.ends.long() + 3])[mask.repeat(2, 1)]
@@ -92,6 +91,16 @@ def reward_end_recall(world_model: WorldModel, replay: ReplayBuffer, window: int
     return {"reward": dict(zip(REWARD_CLASSES, recall[:3], strict=True)),
             "end": dict(zip(END_CLASSES, recall[3:], strict=True)),
             "counts": dict(zip(REWARD_CLASSES + END_CLASSES, totals.tolist(), strict=True))}
+
+
+def _windows(replay: ReplayBuffer, window: int, batch_size: int, device: torch.device | str,
+             whole_only: bool) -> Iterator[TorchBatch]:
+    """Each episode read in consecutive windows of ``window`` transitions, ``batch_size`` windows a batch;
+    the last window of an episode is padded, or left out with ``whole_only``."""
+    segments = [episode.segment(start, window, pad_after=not whole_only) for episode in replay.episodes
+                for start in range(0, episode.num_steps - (window - 1 if whole_only else 0), window)]
+    for first in range(0, len(segments), batch_size):
+        yield Batch.stack(segments[first: first + batch_size]).to_torch(device)
 
 
 #: |c| past which tanh(c) is within 0.5% of +-1 and passes back less than 1% of a gradient.
@@ -108,20 +117,17 @@ def reward_lstm_state(world_model: WorldModel, replay: ReplayBuffer, window: int
     across transitions against their size. A model sitting on the class prior with saturated cells and
     features that barely vary has stopped reading its input."""
     model = world_model.reward_end
-    segments = [episode.segment(start, window) for episode in replay.episodes
-                for start in range(0, episode.num_steps - window + 1, window)]
-    if not segments:
-        raise ValueError(f"no episode of the replay has {window} transitions")
     cells, features = [], []
     world_model.eval()
-    for first in range(0, len(segments), batch_size):
-        batch = Batch.stack(segments[first: first + batch_size]).to_torch(device)
+    for batch in _windows(replay, window, batch_size, device, whole_only=True):
         tower = model.features(world_model.encode(batch.obs), batch.actions)
         _, (_, cell) = model.lstm(tower)
-        cells.append(cell.flatten().float().cpu())
-        features.append(tower.flatten(0, 1).float().cpu())
+        cells.append(cell.flatten().float())
+        features.append(tower.flatten(0, 1).float())
+    if not cells:
+        raise ValueError(f"no episode of the replay has {window} transitions")
     cell, feature = torch.cat(cells).abs(), torch.cat(features)
-    return {"windows": len(segments), "cell_abs_mean": float(cell.mean()),
+    return {"windows": feature.shape[0] // window, "cell_abs_mean": float(cell.mean()),
             "saturated_cells": float((cell > SATURATED_CELL).float().mean()),
             "feature_spread": float(feature.std(dim=0).mean()),
             "feature_abs_mean": float(feature.abs().mean())}
