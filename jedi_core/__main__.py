@@ -102,9 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
     sweep = commands.add_parser(
         "sweep", help="many train runs (games x methods x seeds) on this machine or on SLURM",
         description="Train every game x method x seed, each run the idempotent `train` command in its own\n"
-                    "run folder: finished runs are skipped, stopped ones resume. --backend local runs them\n"
-                    "here (--gpus or --jobs at a time), slurm submits a submitit job array, print writes\n"
-                    "the commands and an sbatch script.",
+                    "run folder: finished runs are skipped, stopped ones resume first. --backend local runs\n"
+                    "them here (--gpus or --jobs at a time), slurm submits a submitit job array, print\n"
+                    "writes the commands and an sbatch script.",
         epilog=SWEEP_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     sweep.add_argument("--games", required=True,
                        help="Atari100k games, comma-separated, any case; all (the 26); toy (Catch)")

@@ -95,6 +95,28 @@ def test_dry_run_lists_each_run_with_its_state(tmp_path, capsys):
         assert any(line.startswith(state) and f"seed{seed}" in line for line in out.splitlines())
 
 
+def test_a_local_sweep_resumes_its_partial_runs_before_it_starts_new_ones(tmp_path, monkeypatch, capsys):
+    runs = plan_runs(["Pong"], ["jedi"], [0, 1, 2, 3], "smoke", runs_dir=tmp_path)
+    for run in runs:
+        run.run_dir.mkdir()
+    (runs[0].run_dir / FINAL_SCORES_FILE).write_text("{}")
+    (runs[2].run_dir / CHECKPOINT_FILE).write_text("")
+    started = []
+
+    class Pool:  # what the local pool is handed, in its order; nothing trains
+        def __init__(self, todo, workers, skipped):
+            started.extend(todo)
+
+        def run(self):
+            return 0
+
+    monkeypatch.setattr("jedi_core.sweep.backends.LocalPool", Pool)
+    assert main(["sweep", "--games", "pong", "--seeds", "0-3", "--preset", "smoke", "--jobs", "2",
+                 "--runs-dir", str(tmp_path)]) == 0
+    assert [run.seed for run in started] == [2, 1, 3]  # the partial run, then the new ones in plan order
+    assert "3 of 4 runs to train" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("args, message", [
     (["--games", "Pnog"], "did you mean 'Pong'?"),
     (["--games", "Pong", "--seeds", "4-0"], "the range '4-0' goes down"),

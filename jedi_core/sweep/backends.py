@@ -40,8 +40,12 @@ def report_hint(runs_dir: Path) -> str:
 
 
 def unfinished(runs: Sequence[Run]) -> list[Run]:
-    """The runs still to train, in order: a finished run (its final_scores.json exists) is skipped."""
-    return [run for run in runs if run_state(run) != "done"]
+    """The runs still to train: the partial ones first, then the new ones, each in plan order. A finished run
+    (its final_scores.json exists) is skipped; a stopped sweep finishes the runs it started (their replay
+    and checkpoint are work already paid for) before it starts others."""
+    states = {run.run_dir: run_state(run) for run in runs}
+    return sorted((run for run in runs if states[run.run_dir] != "done"),
+                  key=lambda run: states[run.run_dir] != "partial")
 
 
 def run_local(runs: Sequence[Run], runs_dir: Path, gpus: str | None = None, jobs: int | None = None) -> int:
